@@ -1,0 +1,108 @@
+//! Types of the C ABI, laid out exactly as CPython's headers lay them out (checked against
+//! the real headers by `c_tests/test_abi.c`), plus pyalloc's statistics structs.
+//! cbindgen reads this module and `ffi` only. Items marked `cfg(not(pyalloc_hide_cpython_api))`
+//! are CPython's own names: the header declares them only when Python.h is not included (the
+//! cfg is never set for rustc; cbindgen maps it to `defined(Py_PYTHON_H)`).
+
+#![allow(non_camel_case_types)]
+
+use core::ffi::c_void;
+
+/// `PyMemAllocatorDomain`: CPython's enum values, as a plain integer type (same ABI).
+#[cfg(not(pyalloc_hide_cpython_api))]
+pub type PyMemAllocatorDomain = u32;
+/// `PyMem_RawMalloc()` and friends: thread-safe, no GIL needed.
+#[cfg(not(pyalloc_hide_cpython_api))]
+pub const PYMEM_DOMAIN_RAW: PyMemAllocatorDomain = 0;
+/// `PyMem_Malloc()` and friends.
+#[cfg(not(pyalloc_hide_cpython_api))]
+pub const PYMEM_DOMAIN_MEM: PyMemAllocatorDomain = 1;
+/// `PyObject_Malloc()` and friends.
+#[cfg(not(pyalloc_hide_cpython_api))]
+pub const PYMEM_DOMAIN_OBJ: PyMemAllocatorDomain = 2;
+
+/// `PyMemAllocatorEx`, laid out exactly as in CPython's `cpython/pymem.h`.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PyMemAllocatorEx {
+    /// User context passed as first argument to the four functions.
+    pub ctx: *mut c_void,
+    /// Allocate a memory block.
+    pub malloc: Option<unsafe extern "C" fn(ctx: *mut c_void, size: usize) -> *mut c_void>,
+    /// Allocate a memory block initialized by zeros.
+    pub calloc: Option<unsafe extern "C" fn(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_void>,
+    /// Allocate or resize a memory block.
+    pub realloc: Option<unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut c_void, new_size: usize) -> *mut c_void>,
+    /// Release a memory block.
+    pub free: Option<unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut c_void)>,
+}
+
+/// `PyObjectArenaAllocator`, laid out as in CPython's `cpython/objimpl.h`.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PyObjectArenaAllocator {
+    /// User context passed as first argument to the two functions.
+    pub ctx: *mut c_void,
+    /// Allocate an arena of size bytes.
+    pub alloc: Option<unsafe extern "C" fn(ctx: *mut c_void, size: usize) -> *mut c_void>,
+    /// Free an arena.
+    pub free: Option<unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut c_void, size: usize)>,
+}
+
+/// Version of [`pyalloc_stats`]; bumped when fields are added (at the end).
+pub const PYALLOC_STATS_VERSION: u32 = 1;
+
+/// Statistics of one domain.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
+pub struct pyalloc_domain_stats {
+    /// Blocks allocated and not yet freed.
+    pub live_blocks: u64,
+    /// Bytes of those blocks (block sizes, i.e. requests rounded up to their class).
+    pub live_bytes: u64,
+    /// Highest `live_bytes` seen (sampled).
+    pub peak_live_bytes: u64,
+    /// Allocations and frees since the start (a realloc that moves counts one of each).
+    pub allocations: u64,
+    pub frees: u64,
+    /// Pools holding this domain's blocks.
+    pub pools_in_use: u64,
+    /// Live large blocks (above 64 KiB) and their mapped bytes.
+    pub large_blocks: u64,
+    pub large_bytes: u64,
+    /// Blocks of another domain freed or reallocated through this one (compat mode).
+    pub mismatched_frees: u64,
+}
+
+/// Statistics of the whole allocator, a versioned plain struct.
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct pyalloc_stats {
+    /// [`PYALLOC_STATS_VERSION`].
+    pub version: u32,
+    /// `sizeof(pyalloc_stats)` as this library knows it.
+    pub size: u32,
+    /// Indexed by `PyMemAllocatorDomain` (raw, mem, object).
+    pub domains: [pyalloc_domain_stats; 3],
+    /// Arenas mapped now, and how many of them are entirely free.
+    pub arenas_in_use: u64,
+    pub arenas_empty: u64,
+    /// Arenas made and given back since the start.
+    pub arenas_allocated_total: u64,
+    pub arenas_freed_total: u64,
+    /// Bytes mapped from the OS by the default arena allocator and the large path, now and peak.
+    pub bytes_mapped: u64,
+    pub bytes_mapped_peak: u64,
+    /// Bytes of empty pools given back to the OS (madvise) while their arena stayed, in total.
+    pub bytes_purged_total: u64,
+    /// Bytes of empty pools still resident, waiting to be reused or purged.
+    pub bytes_dirty: u64,
+    /// Heaps made (one per thread that ever allocated, reused after thread exit) and idle ones.
+    pub heaps: u64,
+    pub heaps_abandoned: u64,
+    /// Pointers not owned by pyalloc handed to libc free/realloc (compat mode).
+    pub foreign_frees: u64,
+}
+

@@ -1,0 +1,252 @@
+//! The three allocator domains: their dispatch tables (`PyMem_GetAllocator` /
+//! `PyMem_SetAllocator`), the functions pyalloc installs in them, and what happens when a
+//! block reaches the wrong domain or a pointer is not ours.
+
+use crate::abi::PyMemAllocatorEx;
+use crate::heap;
+use crate::report::fatal;
+use core::ffi::c_void;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+
+/// Domain ids: the values of CPython's `PyMemAllocatorDomain`.
+pub const RAW: usize = 0;
+pub const MEM: usize = 1;
+pub const OBJ: usize = 2;
+
+/// Which API call a report is about.
+#[derive(Clone, Copy)]
+pub enum Op {
+    Malloc = 0,
+    Calloc = 1,
+    Realloc = 2,
+    Free = 3,
+}
+
+/// CPython's function names, by domain and operation.
+pub const API: [[&str; 4]; 3] = [
+    ["PyMem_RawMalloc", "PyMem_RawCalloc", "PyMem_RawRealloc", "PyMem_RawFree"],
+    ["PyMem_Malloc", "PyMem_Calloc", "PyMem_Realloc", "PyMem_Free"],
+    ["PyObject_Malloc", "PyObject_Calloc", "PyObject_Realloc", "PyObject_Free"],
+];
+
+/// Human names of the domains.
+pub const NAMES: [&str; 3] = ["raw", "mem", "object"];
+
+pub type MallocFn = unsafe extern "C" fn(ctx: *mut c_void, size: usize) -> *mut c_void;
+pub type CallocFn = unsafe extern "C" fn(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_void;
+pub type ReallocFn = unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut c_void, new_size: usize) -> *mut c_void;
+pub type FreeFn = unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut c_void);
+
+
+/// One domain's dispatch table. Function pointers are stored type-erased so the table can be
+/// a static initialised with pyalloc's own functions.
+pub struct Table {
+    pub ctx: AtomicPtr<c_void>,
+    pub malloc: AtomicPtr<()>,
+    pub calloc: AtomicPtr<()>,
+    pub realloc: AtomicPtr<()>,
+    pub free: AtomicPtr<()>,
+}
+
+// The functions pyalloc installs: they honour CPython's contract themselves (a zero-byte
+// request gives a distinct block, oversized requests give NULL, ...), since a host may call
+// them directly after PyMem_GetAllocator.
+
+/// # Safety
+/// Any size; `ctx` is ignored.
+pub unsafe extern "C" fn table_malloc<const D: usize>(_ctx: *mut c_void, size: usize) -> *mut c_void {
+    heap::malloc::<D>(size).cast()
+}
+/// # Safety
+/// Any sizes; `ctx` is ignored.
+pub unsafe extern "C" fn table_calloc<const D: usize>(_ctx: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    heap::calloc::<D>(n, size).cast()
+}
+/// # Safety
+/// `p` is null or a live block of this domain.
+pub unsafe extern "C" fn table_realloc<const D: usize>(_ctx: *mut c_void, p: *mut c_void, size: usize) -> *mut c_void {
+    heap::realloc::<D>(p.cast(), size).cast()
+}
+/// # Safety
+/// `p` is null or a live block of this domain.
+pub unsafe extern "C" fn table_free<const D: usize>(_ctx: *mut c_void, p: *mut c_void) {
+    heap::free::<D>(p.cast())
+}
+
+// The raw domain routed to libc (PYALLOC_RAW=libc), with CPython's size-0 rule.
+
+unsafe extern "C" fn libc_malloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
+    if size > crate::config::MAX_REQUEST {
+        return ptr::null_mut();
+    }
+    // SAFETY: plain libc call.
+    unsafe { libc::malloc(size.max(1)) }
+}
+unsafe extern "C" fn libc_calloc(_ctx: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    if size != 0 && n > crate::config::MAX_REQUEST / size {
+        return ptr::null_mut();
+    }
+    let (n, size) = if n == 0 || size == 0 { (1, 1) } else { (n, size) };
+    // SAFETY: plain libc call.
+    unsafe { libc::calloc(n, size) }
+}
+unsafe extern "C" fn libc_realloc(_ctx: *mut c_void, p: *mut c_void, size: usize) -> *mut c_void {
+    if size > crate::config::MAX_REQUEST {
+        return ptr::null_mut();
+    }
+    // SAFETY: `p` is null or from libc malloc (caller's contract).
+    unsafe { libc::realloc(p, size.max(1)) }
+}
+unsafe extern "C" fn libc_free(_ctx: *mut c_void, p: *mut c_void) {
+    // SAFETY: `p` is null or from libc malloc (caller's contract).
+    unsafe { libc::free(p) }
+}
+
+const fn own_table<const D: usize>() -> Table {
+    Table {
+        ctx: AtomicPtr::new(ptr::null_mut()),
+        malloc: AtomicPtr::new(table_malloc::<D> as *mut ()),
+        calloc: AtomicPtr::new(table_calloc::<D> as *mut ()),
+        realloc: AtomicPtr::new(table_realloc::<D> as *mut ()),
+        free: AtomicPtr::new(table_free::<D> as *mut ()),
+    }
+}
+
+/// The dispatch tables of the public functions.
+pub static TABLES: [Table; 3] = [own_table::<RAW>(), own_table::<MEM>(), own_table::<OBJ>()];
+
+/// pyalloc's own allocator for a domain (what the table holds by default).
+pub fn own_allocator(d: usize, raw_libc: bool) -> PyMemAllocatorEx {
+    fn make<const D: usize>() -> PyMemAllocatorEx {
+        PyMemAllocatorEx {
+            ctx: ptr::null_mut(),
+            malloc: Some(table_malloc::<D>),
+            calloc: Some(table_calloc::<D>),
+            realloc: Some(table_realloc::<D>),
+            free: Some(table_free::<D>),
+        }
+    }
+    match d {
+        RAW if raw_libc => PyMemAllocatorEx {
+            ctx: ptr::null_mut(),
+            malloc: Some(libc_malloc),
+            calloc: Some(libc_calloc),
+            realloc: Some(libc_realloc),
+            free: Some(libc_free),
+        },
+        RAW => make::<RAW>(),
+        MEM => make::<MEM>(),
+        _ => make::<OBJ>(),
+    }
+}
+
+/// Read a domain's table.
+pub fn get(d: usize) -> PyMemAllocatorEx {
+    let t = &TABLES[d];
+    // SAFETY: the slots only ever hold null or functions of exactly these types (see `set`).
+    unsafe {
+        PyMemAllocatorEx {
+            ctx: t.ctx.load(Ordering::Acquire),
+            malloc: core::mem::transmute::<*mut (), Option<MallocFn>>(t.malloc.load(Ordering::Acquire)),
+            calloc: core::mem::transmute::<*mut (), Option<CallocFn>>(t.calloc.load(Ordering::Acquire)),
+            realloc: core::mem::transmute::<*mut (), Option<ReallocFn>>(t.realloc.load(Ordering::Acquire)),
+            free: core::mem::transmute::<*mut (), Option<FreeFn>>(t.free.load(Ordering::Acquire)),
+        }
+    }
+}
+
+/// Replace a domain's table.
+pub fn set(d: usize, a: &PyMemAllocatorEx) {
+    let t = &TABLES[d];
+    t.ctx.store(a.ctx, Ordering::Release);
+    t.malloc.store(a.malloc.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
+    t.calloc.store(a.calloc.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
+    t.realloc.store(a.realloc.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
+    t.free.store(a.free.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checking
+
+/// True unless `PYALLOC_CHECK=compat` (or `pyalloc_set_check_mode`) asked for tolerance.
+static COMPAT: AtomicBool = AtomicBool::new(false);
+/// Wrong-domain frees and reallocs tolerated in compat mode, per domain asked.
+pub static MISMATCHES: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+/// Foreign pointers passed to libc in compat mode.
+pub static FOREIGN: AtomicU64 = AtomicU64::new(0);
+
+/// Whether wrong-domain and foreign pointers abort.
+#[inline]
+pub fn strict() -> bool {
+    !COMPAT.load(Ordering::Relaxed)
+}
+
+/// Switch between strict (false) and compat (true) checking.
+pub fn set_compat(on: bool) {
+    COMPAT.store(on, Ordering::Relaxed);
+}
+
+/// `p` was given to domain `asked` but belongs to `owner`: abort (strict) or count (compat).
+pub fn wrong_domain(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize) {
+    if strict() {
+        fatal(format_args!(
+            "{}({:p}): wrong domain: the block ({} bytes) belongs to the {} domain ({}), not the {} domain",
+            API[asked][op as usize],
+            p,
+            size,
+            NAMES[owner],
+            API[owner][Op::Malloc as usize],
+            NAMES[asked],
+        ));
+    }
+    MISMATCHES[asked].fetch_add(1, Ordering::Relaxed);
+}
+
+/// `p` is inside a pool of ours but is not the start of a block.
+pub fn not_a_block(asked: usize, op: Op, p: *mut u8, size: usize) -> ! {
+    fatal(format_args!(
+        "{}({:p}): not the start of a block: the address lies inside a pool of {}-byte blocks",
+        API[asked][op as usize],
+        p,
+        size
+    ))
+}
+
+/// `p` points into pool memory that holds no allocated block (double free, or stale pointer).
+pub fn not_allocated(asked: usize, op: Op, p: *mut u8) -> ! {
+    fatal(format_args!(
+        "{}({:p}): the block is not allocated: its pool is free (double free or stale pointer)",
+        API[asked][op as usize],
+        p
+    ))
+}
+
+/// A pointer that no domain of ours owns was freed.
+pub fn foreign_free(asked: usize, p: *mut u8) {
+    if strict() {
+        fatal(format_args!(
+            "{}({:p}): pointer not owned by pyalloc (no domain allocated it; size unknown)",
+            API[asked][Op::Free as usize],
+            p
+        ));
+    }
+    FOREIGN.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: compat mode follows pymalloc: a pointer that is not ours came from libc malloc.
+    unsafe { libc::free(p.cast()) }
+}
+
+/// A pointer that no domain of ours owns was reallocated.
+pub fn foreign_realloc(asked: usize, p: *mut u8, n: usize) -> *mut u8 {
+    if strict() {
+        fatal(format_args!(
+            "{}({:p}, {}): pointer not owned by pyalloc (no domain allocated it; size unknown)",
+            API[asked][Op::Realloc as usize],
+            p,
+            n
+        ));
+    }
+    FOREIGN.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: as in foreign_free; pymalloc hands foreign blocks to the raw allocator.
+    unsafe { libc::realloc(p.cast(), n.max(1)).cast() }
+}

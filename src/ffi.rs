@@ -1,0 +1,352 @@
+//! The C ABI: CPython's allocator API and pyalloc's extras.
+//!
+//! This layer only guards arguments and dispatches; the work happens in `heap`, `domain`,
+//! `arena` and `stats`. Nothing here can panic (the crate is built with `panic = "abort"`,
+//! and these paths contain no panicking operations), and nothing allocates through Rust.
+//!
+//! The public `PyMem_*`/`PyObject_*` functions go through the domain's dispatch table, as
+//! CPython's do, so an allocator installed with `PyMem_SetAllocator` (tracemalloc, debug
+//! hooks, a counting hook) sees every call. When the table still holds pyalloc's own
+//! function, the call is served inline without the indirect call.
+
+#![allow(non_snake_case)]
+
+use crate::config::MAX_REQUEST;
+use crate::domain::{self, MEM, OBJ, RAW};
+use crate::{arena, heap, report, stats};
+use core::ffi::{c_char, c_int, c_void};
+use core::ptr;
+use core::sync::atomic::Ordering;
+
+use crate::abi::pyalloc_stats;
+#[cfg(not(pyalloc_hide_cpython_api))]
+use crate::abi::{PyMemAllocatorDomain, PyMemAllocatorEx, PyObjectArenaAllocator};
+
+/// Returned by `pyalloc_domain_of` for a pointer pyalloc does not own.
+pub const PYALLOC_DOMAIN_NONE: c_int = -1;
+/// Domain values returned by `pyalloc_domain_of` (the `PyMemAllocatorDomain` values).
+pub const PYALLOC_DOMAIN_RAW: c_int = 0;
+pub const PYALLOC_DOMAIN_MEM: c_int = 1;
+pub const PYALLOC_DOMAIN_OBJ: c_int = 2;
+/// Check modes for `pyalloc_set_check_mode`.
+pub const PYALLOC_CHECK_STRICT: c_int = 0;
+pub const PYALLOC_CHECK_COMPAT: c_int = 1;
+
+// ---------------------------------------------------------------------------------------------
+// Dispatch through a domain's table.
+
+#[inline(always)]
+fn dispatch_malloc<const D: usize>(size: usize) -> *mut c_void {
+    let t = &domain::TABLES[D];
+    let f = t.malloc.load(Ordering::Relaxed);
+    if f == domain::table_malloc::<D> as *mut () {
+        return heap::malloc::<D>(size).cast();
+    }
+    if size > MAX_REQUEST || f.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: the slot holds a function of this type (domain::set), called with its context.
+    unsafe { core::mem::transmute::<*mut (), domain::MallocFn>(f)(t.ctx.load(Ordering::Relaxed), size) }
+}
+
+#[inline(always)]
+fn dispatch_calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut c_void {
+    if elsize != 0 && nelem > MAX_REQUEST / elsize {
+        return ptr::null_mut();
+    }
+    let t = &domain::TABLES[D];
+    let f = t.calloc.load(Ordering::Relaxed);
+    if f == domain::table_calloc::<D> as *mut () {
+        return heap::calloc::<D>(nelem, elsize).cast();
+    }
+    if f.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: as in dispatch_malloc.
+    unsafe { core::mem::transmute::<*mut (), domain::CallocFn>(f)(t.ctx.load(Ordering::Relaxed), nelem, elsize) }
+}
+
+#[inline(always)]
+fn dispatch_realloc<const D: usize>(p: *mut c_void, size: usize) -> *mut c_void {
+    let t = &domain::TABLES[D];
+    let f = t.realloc.load(Ordering::Relaxed);
+    if f == domain::table_realloc::<D> as *mut () {
+        return heap::realloc::<D>(p.cast(), size).cast();
+    }
+    if size > MAX_REQUEST || f.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: as in dispatch_malloc.
+    unsafe { core::mem::transmute::<*mut (), domain::ReallocFn>(f)(t.ctx.load(Ordering::Relaxed), p, size) }
+}
+
+#[inline(always)]
+fn dispatch_free<const D: usize>(p: *mut c_void) {
+    let t = &domain::TABLES[D];
+    let f = t.free.load(Ordering::Relaxed);
+    if f == domain::table_free::<D> as *mut () {
+        return heap::free::<D>(p.cast());
+    }
+    if f.is_null() {
+        return;
+    }
+    // SAFETY: as in dispatch_malloc.
+    unsafe { core::mem::transmute::<*mut (), domain::FreeFn>(f)(t.ctx.load(Ordering::Relaxed), p) }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPython's API.
+
+/// Allocate `size` bytes from the raw domain (thread-safe, no GIL needed).
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub extern "C" fn PyMem_RawMalloc(size: usize) -> *mut c_void {
+    dispatch_malloc::<RAW>(size)
+}
+
+/// Allocate `nelem * elsize` zeroed bytes from the raw domain.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub extern "C" fn PyMem_RawCalloc(nelem: usize, elsize: usize) -> *mut c_void {
+    dispatch_calloc::<RAW>(nelem, elsize)
+}
+
+/// Resize a raw-domain block.
+///
+/// # Safety
+/// `ptr` is NULL or a live block of the raw domain.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyMem_RawRealloc(ptr: *mut c_void, new_size: usize) -> *mut c_void {
+    dispatch_realloc::<RAW>(ptr, new_size)
+}
+
+/// Free a raw-domain block.
+///
+/// # Safety
+/// `ptr` is NULL or a live block of the raw domain.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyMem_RawFree(ptr: *mut c_void) {
+    dispatch_free::<RAW>(ptr)
+}
+
+/// Allocate `size` bytes from the mem domain.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub extern "C" fn PyMem_Malloc(size: usize) -> *mut c_void {
+    dispatch_malloc::<MEM>(size)
+}
+
+/// Allocate `nelem * elsize` zeroed bytes from the mem domain.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub extern "C" fn PyMem_Calloc(nelem: usize, elsize: usize) -> *mut c_void {
+    dispatch_calloc::<MEM>(nelem, elsize)
+}
+
+/// Resize a mem-domain block.
+///
+/// # Safety
+/// `ptr` is NULL or a live block of the mem domain.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyMem_Realloc(ptr: *mut c_void, new_size: usize) -> *mut c_void {
+    dispatch_realloc::<MEM>(ptr, new_size)
+}
+
+/// Free a mem-domain block.
+///
+/// # Safety
+/// `ptr` is NULL or a live block of the mem domain.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyMem_Free(ptr: *mut c_void) {
+    dispatch_free::<MEM>(ptr)
+}
+
+/// Allocate `size` bytes from the object domain.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub extern "C" fn PyObject_Malloc(size: usize) -> *mut c_void {
+    dispatch_malloc::<OBJ>(size)
+}
+
+/// Allocate `nelem * elsize` zeroed bytes from the object domain.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub extern "C" fn PyObject_Calloc(nelem: usize, elsize: usize) -> *mut c_void {
+    dispatch_calloc::<OBJ>(nelem, elsize)
+}
+
+/// Resize an object-domain block.
+///
+/// # Safety
+/// `ptr` is NULL or a live block of the object domain.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyObject_Realloc(ptr: *mut c_void, new_size: usize) -> *mut c_void {
+    dispatch_realloc::<OBJ>(ptr, new_size)
+}
+
+/// Free an object-domain block.
+///
+/// # Safety
+/// `ptr` is NULL or a live block of the object domain.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyObject_Free(ptr: *mut c_void) {
+    dispatch_free::<OBJ>(ptr)
+}
+
+/// Copy a domain's allocator into `*allocator` (all fields NULL for an unknown domain).
+///
+/// # Safety
+/// `allocator` is NULL or points to writable memory for a `PyMemAllocatorEx`.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyMem_GetAllocator(domain: PyMemAllocatorDomain, allocator: *mut PyMemAllocatorEx) {
+    if allocator.is_null() {
+        return;
+    }
+    let a = if (domain as usize) < 3 {
+        domain::get(domain as usize)
+    } else {
+        PyMemAllocatorEx { ctx: ptr::null_mut(), malloc: None, calloc: None, realloc: None, free: None }
+    };
+    // SAFETY: the caller provides a writable PyMemAllocatorEx.
+    unsafe { allocator.write(a) };
+}
+
+/// Install `*allocator` as a domain's allocator (ignored for an unknown domain or NULL).
+///
+/// # Safety
+/// `allocator` is NULL or points to a valid `PyMemAllocatorEx` whose functions honour the
+/// domain's contract.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyMem_SetAllocator(domain: PyMemAllocatorDomain, allocator: *mut PyMemAllocatorEx) {
+    if allocator.is_null() || domain as usize >= 3 {
+        return;
+    }
+    // SAFETY: the caller provides a readable PyMemAllocatorEx.
+    let a = unsafe { allocator.read() };
+    domain::set(domain as usize, &a);
+}
+
+/// Install debug hooks on all domains. The hooks arrive in a later version; today this
+/// leaves the allocators unchanged.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub extern "C" fn PyMem_SetupDebugHooks() {}
+
+/// Copy the arena allocator into `*allocator`.
+///
+/// # Safety
+/// `allocator` is NULL or points to writable memory for a `PyObjectArenaAllocator`.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyObject_GetArenaAllocator(allocator: *mut PyObjectArenaAllocator) {
+    if !allocator.is_null() {
+        // SAFETY: the caller provides a writable PyObjectArenaAllocator.
+        unsafe { allocator.write(arena::get_allocator()) };
+    }
+}
+
+/// Install the arena allocator used for arenas made from now on.
+///
+/// # Safety
+/// `allocator` is NULL or points to a valid `PyObjectArenaAllocator`.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyObject_SetArenaAllocator(allocator: *mut PyObjectArenaAllocator) {
+    if !allocator.is_null() {
+        // SAFETY: the caller provides a readable PyObjectArenaAllocator.
+        arena::set_allocator(unsafe { &*allocator });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// pyalloc's extras.
+
+/// The domain that owns the block at `ptr`: `PYALLOC_DOMAIN_RAW`, `_MEM`, `_OBJ`, or
+/// `PYALLOC_DOMAIN_NONE` if it is not a live block of pyalloc. O(1); the block is not read.
+#[no_mangle]
+pub extern "C" fn pyalloc_domain_of(ptr: *const c_void) -> c_int {
+    match heap::domain_of(ptr as *mut u8) {
+        Some(d) => d as c_int,
+        None => PYALLOC_DOMAIN_NONE,
+    }
+}
+
+/// Usable size of the block at `ptr` (at least what was asked), or 0 if it is not a live
+/// block of pyalloc.
+#[no_mangle]
+pub extern "C" fn pyalloc_usable_size(ptr: *const c_void) -> usize {
+    heap::usable_size(ptr as *mut u8)
+}
+
+/// Fill `*out` with the current statistics.
+///
+/// # Safety
+/// `out` is NULL or points to writable memory for a `pyalloc_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn pyalloc_stats_get(out: *mut pyalloc_stats) {
+    if !out.is_null() {
+        // SAFETY: the caller provides a writable pyalloc_stats.
+        unsafe { out.write(stats::gather()) };
+    }
+}
+
+/// Write the statistics report into `buf` (NUL-terminated, truncated to `len`). Returns the
+/// length of the whole report, as `snprintf` does.
+///
+/// # Safety
+/// `buf` is NULL (with `len` 0) or points to `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pyalloc_stats_report(buf: *mut c_char, len: usize) -> usize {
+    let slice: &mut [u8] = if buf.is_null() || len == 0 {
+        &mut []
+    } else {
+        // SAFETY: the caller provides `len` writable bytes.
+        unsafe { core::slice::from_raw_parts_mut(buf.cast(), len) }
+    };
+    let mut w = report::BufWriter::new(slice);
+    let _ = stats::write_report(&mut w);
+    w.terminate();
+    w.len() + w.overflow
+}
+
+/// Print the statistics report on stderr.
+#[no_mangle]
+pub extern "C" fn pyalloc_stats_print() {
+    let mut w = stats::StderrWriter::new();
+    let _ = stats::write_report(&mut w);
+    w.flush();
+}
+
+/// Give this thread's cached empty pools back; with `purge` non-zero, also return the pages
+/// of all empty pools to the OS now.
+#[no_mangle]
+pub extern "C" fn pyalloc_collect(purge: c_int) {
+    heap::collect(purge != 0);
+}
+
+/// Set the check mode (`PYALLOC_CHECK_STRICT` or `PYALLOC_CHECK_COMPAT`); returns the previous
+/// mode, or -1 (and changes nothing) for an unknown mode.
+#[no_mangle]
+pub extern "C" fn pyalloc_set_check_mode(mode: c_int) -> c_int {
+    let previous = if domain::strict() { PYALLOC_CHECK_STRICT } else { PYALLOC_CHECK_COMPAT };
+    match mode {
+        PYALLOC_CHECK_STRICT => domain::set_compat(false),
+        PYALLOC_CHECK_COMPAT => domain::set_compat(true),
+        _ => return -1,
+    }
+    previous
+}
+
+/// The library version, e.g. "0.1.0".
+#[no_mangle]
+pub extern "C" fn pyalloc_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}

@@ -1,0 +1,817 @@
+//! Per-thread heaps: the allocation and free paths.
+//!
+//! Each thread that allocates gets a [`Heap`]: for every domain and size class a *current*
+//! pool it allocates from and a list of partial pools. The fast paths touch only the current
+//! thread's heap and the pool descriptor, without locks or atomic read-modify-write:
+//!
+//! * malloc: pop the current pool's free list.
+//! * free by the owning thread: push on the pool's free list.
+//! * free by another thread: push on the pool's `thread_free` list (one CAS); the first such
+//!   block also pushes the pool on its heap's `remote` stack, which the owner drains on its
+//!   slow path (mimalloc's design).
+//!
+//! A heap outlives its thread: at thread exit it is *abandoned* (its empty pools go back,
+//! live blocks stay valid and can still be freed from anywhere), and the next new thread
+//! adopts it. Heaps are never unmapped, so a pool's owner pointer is always valid.
+
+use crate::config::*;
+use crate::domain::{self, Op};
+use crate::pool::{self, Block, Kind, Pool, State, CURRENT_BIAS, FULL, HEAP_ALIGN, TAG_CACHED, TAG_FREE, TAG_LARGE};
+use crate::size_class::{block_size, class_of, pool_capacity, pool_units, small_index};
+use crate::{arena, init, large, meta::MetaPool, pagemap, stats, sync::SpinLock, tls};
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+
+/// Number of allocator domains (raw, mem, object).
+pub const NUM_DOMAINS: usize = 3;
+
+/// One thread's heap.
+///
+/// Invariant: only the attached thread (or a thread holding the heap while it is abandoned)
+/// reads or writes the non-atomic fields; other threads touch `remote` and read the counters.
+#[repr(C, align(64))]
+pub struct Heap {
+    /// Current pool per domain and class; never null (the shared empty descriptor instead).
+    pub pools: [[*mut Pool; NUM_SLOTS]; NUM_DOMAINS],
+    /// Allocations and frees counted per `domain * NUM_SLOTS + class` (class 0: large blocks).
+    pub allocs: [AtomicU64; NUM_DOMAINS * NUM_SLOTS],
+    pub frees: [AtomicU64; NUM_DOMAINS * NUM_SLOTS],
+    /// Partial pools per domain and class (doubly linked through `Pool::next/prev`).
+    partial: [[*mut Pool; NUM_SLOTS]; NUM_DOMAINS],
+    /// Stack of pools that received frees from other threads.
+    remote: AtomicPtr<Pool>,
+    /// Empty single-unit pools kept for reuse.
+    cache: [*mut Pool; HEAP_EMPTY_POOLS],
+    ncache: usize,
+    /// List of all heaps (append-only, so it can be walked without a lock).
+    next_all: AtomicPtr<Heap>,
+    /// List of abandoned heaps (under the HEAPS lock).
+    next_abandoned: *mut Heap,
+    /// Whether a live thread owns this heap.
+    attached: bool,
+}
+
+const _: () = assert!(core::mem::align_of::<Heap>() >= HEAP_ALIGN);
+
+struct Heaps {
+    abandoned: *mut Heap,
+    count: usize,
+    nabandoned: usize,
+    meta: MetaPool,
+}
+
+// SAFETY: raw pointers followed only under the lock.
+unsafe impl Send for Heaps {}
+
+static HEAPS: SpinLock<Heaps> = SpinLock::new(Heaps {
+    abandoned: ptr::null_mut(),
+    count: 0,
+    nabandoned: 0,
+    meta: MetaPool::new(core::mem::size_of::<Heap>()),
+});
+
+/// Head of the list of all heaps.
+static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(ptr::null_mut());
+
+/// Increment a counter that only this thread writes (a plain `add` on x86-64).
+#[inline(always)]
+fn bump(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+/// Count a free: in this thread's heap, or globally when the thread has none.
+#[inline]
+fn count_free(heap: *mut Heap, index: usize) {
+    if heap.is_null() {
+        stats::ORPHAN_FREES[index].fetch_add(1, Ordering::Relaxed);
+    } else {
+        // SAFETY: `heap` is this thread's heap; counters are atomics.
+        unsafe { bump(&(*heap).frees[index]) };
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// malloc
+
+/// Allocate `size` bytes in domain `D`. Null when out of memory or `size` is too large.
+#[inline(always)]
+pub fn malloc<const D: usize>(size: usize) -> *mut u8 {
+    let heap = tls::get();
+    if !heap.is_null() && size <= SMALL_MAX {
+        let c = small_index(size);
+        // SAFETY: `heap` is this thread's heap (only this thread touches its pools), every slot
+        // points at a valid descriptor, and blocks on a free list are free blocks of that pool.
+        unsafe {
+            let pool = *(*heap).pools.get_unchecked(D).get_unchecked(c);
+            let b = (*pool).free;
+            if !b.is_null() {
+                (*pool).free = (*b).next;
+                (*pool).used += 1;
+                bump((*heap).allocs.get_unchecked(D * NUM_SLOTS + c));
+                return b.cast();
+            }
+        }
+    }
+    malloc_slow::<D>(heap, size)
+}
+
+#[cold]
+#[inline(never)]
+fn malloc_slow<const D: usize>(mut heap: *mut Heap, size: usize) -> *mut u8 {
+    if heap.is_null() {
+        heap = attach();
+        if heap.is_null() {
+            return ptr::null_mut();
+        }
+    }
+    if size > MEDIUM_MAX {
+        return large::alloc(heap, D, size);
+    }
+    let c = if size == 0 { 1 } else { class_of(size) };
+    // SAFETY: `heap` is this thread's heap.
+    unsafe { alloc_from_class(heap, D, c) }
+}
+
+/// Allocate a block of class `c` from domain `d` of `heap`.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+unsafe fn alloc_from_class(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
+    // SAFETY (whole body): the caller owns `heap`, so its pools' local fields are ours.
+    unsafe {
+        loop {
+            let pool = (*heap).pools[d][c];
+            if pool != pool::empty() {
+                if (*pool).free.is_null() {
+                    extend(pool);
+                }
+                let b = (*pool).free;
+                if !b.is_null() {
+                    (*pool).free = (*b).next;
+                    (*pool).used += 1;
+                    bump(&(*heap).allocs[d * NUM_SLOTS + c]);
+                    return b.cast();
+                }
+                if !(*heap).remote.load(Ordering::Relaxed).is_null() {
+                    collect_remote(heap);
+                    continue;
+                }
+                // Exhausted: retire it as full until frees come back.
+                (*pool).used = ((*pool).used - CURRENT_BIAS) | FULL;
+                (*pool).state = State::Full;
+                (*heap).pools[d][c] = pool::empty();
+            }
+            let p = partial_pop(heap, d, c);
+            if !p.is_null() {
+                (*p).state = State::Current;
+                (*p).used += CURRENT_BIAS;
+                (*heap).pools[d][c] = p;
+                continue;
+            }
+            if !(*heap).remote.load(Ordering::Relaxed).is_null() {
+                collect_remote(heap);
+                continue;
+            }
+            let p = new_pool(heap, d, c);
+            if p.is_null() {
+                return ptr::null_mut();
+            }
+            (*heap).pools[d][c] = p;
+        }
+    }
+}
+
+/// Thread up to [`EXTEND_BYTES`] of never-used blocks onto an empty free list.
+///
+/// # Safety
+/// The calling thread owns `pool`'s heap and the pool's free list is empty.
+unsafe fn extend(pool: *mut Pool) {
+    // SAFETY: [bump, end) are never-used blocks of this pool.
+    unsafe {
+        let bs = (*pool).size;
+        let avail = ((*pool).end as usize - (*pool).bump as usize) / bs;
+        if avail == 0 {
+            return;
+        }
+        let n = avail.min((EXTEND_BYTES / bs).max(1));
+        let first = (*pool).bump;
+        let mut b = first;
+        for _ in 1..n {
+            let next = b.add(bs);
+            (*(b as *mut Block)).next = next.cast();
+            b = next;
+        }
+        (*(b as *mut Block)).next = ptr::null_mut();
+        (*pool).free = first.cast();
+        (*pool).bump = b.add(bs);
+    }
+}
+
+/// Take a fresh pool for class `c` of domain `d`: from the heap's cache or an arena.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
+    // SAFETY (whole body): the caller owns `heap`; the pool comes to us detached.
+    unsafe {
+        let units = pool_units(c);
+        let p = if units == 1 && (*heap).ncache > 0 {
+            (*heap).ncache -= 1;
+            (*heap).cache[(*heap).ncache]
+        } else {
+            reclaim_abandoned();
+            let p = arena::acquire(units);
+            if p.is_null() {
+                return p;
+            }
+            p
+        };
+        let bs = block_size(c);
+        (*p).class = c as u8;
+        (*p).domain = d as u8;
+        (*p).stat_index = (d * NUM_SLOTS + c) as u16;
+        (*p).size = bs;
+        (*p).bump = (*p).start;
+        (*p).end = (*p).start.add(pool_capacity(c) * bs);
+        (*p).free = ptr::null_mut();
+        (*p).used = CURRENT_BIAS;
+        (*p).state = State::Current;
+        (*p).kind = Kind::Pool;
+        (*p).next = ptr::null_mut();
+        (*p).prev = ptr::null_mut();
+        (*p).thread_free.store(ptr::null_mut(), Ordering::Relaxed);
+        (*p).owner_tag.store(heap as usize | d, Ordering::Release);
+        stats::POOLS_IN_USE[d].fetch_add(1, Ordering::Relaxed);
+        if units > 1 || (*heap).ncache == 0 {
+            stats::sample_peak();
+        }
+        p
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// free
+
+/// Free `p` through domain `D`.
+#[inline(always)]
+pub fn free<const D: usize>(p: *mut u8) {
+    let pool = pagemap::lookup(p as usize);
+    let heap = tls::get();
+    if !pool.is_null() {
+        // SAFETY: the page map only holds live descriptors. A tag equal to `heap | D` means the
+        // pool is in use by this thread's heap, in domain D, so its local fields are ours.
+        unsafe {
+            if (*pool).tag() == heap as usize | D {
+                let b = p as *mut Block;
+                (*b).next = (*pool).free;
+                (*pool).free = b;
+                let u = (*pool).used.wrapping_sub(1);
+                (*pool).used = u;
+                bump((*heap).frees.get_unchecked((*pool).stat_index as usize));
+                if u.wrapping_sub(1) >= FULL - 1 {
+                    local_free_transition(heap, pool);
+                }
+                return;
+            }
+        }
+    }
+    free_slow::<D>(heap, pool, p)
+}
+
+/// A local free emptied a pool or refilled a full one.
+///
+/// # Safety
+/// The calling thread owns `heap`, which owns `pool`.
+#[cold]
+unsafe fn local_free_transition(heap: *mut Heap, pool: *mut Pool) {
+    // SAFETY: as stated; only this thread changes the pool's lists.
+    unsafe {
+        let u = (*pool).used;
+        if u & FULL != 0 {
+            let u = u & !FULL;
+            (*pool).used = u;
+            if u == 0 {
+                (*pool).state = State::Detached;
+                retire_empty(heap, pool);
+            } else {
+                partial_push(heap, pool);
+            }
+        } else if u == 0 {
+            partial_unlink(heap, pool);
+            retire_empty(heap, pool);
+        }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn free_slow<const D: usize>(heap: *mut Heap, pool: *mut Pool, p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
+    if pool.is_null() {
+        domain::foreign_free(D, p);
+        return;
+    }
+    // SAFETY: `pool` is a live descriptor from the page map; its tag (acquire) publishes the
+    // fields written before the pool was handed out.
+    unsafe {
+        let tag = (*pool).owner_tag.load(Ordering::Acquire);
+        if tag == TAG_FREE || tag == TAG_CACHED {
+            domain::not_allocated(D, Op::Free, p);
+        }
+        let owner_domain = tag & 3;
+        if owner_domain != D {
+            domain::wrong_domain(D, Op::Free, p, owner_domain, (*pool).size);
+        }
+        if domain::strict() && !(*pool).is_block_start(p as usize) {
+            domain::not_a_block(D, Op::Free, p, (*pool).size);
+        }
+        free_owned(heap, pool, tag, p);
+    }
+}
+
+/// Free `p` in `pool`, whatever domain was asked (the checks are done).
+///
+/// # Safety
+/// `pool` is `p`'s live descriptor and `tag` its current tag; `heap` is this thread's or null.
+unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p: *mut u8) {
+    // SAFETY: as stated by the caller.
+    unsafe {
+        let index = (*pool).stat_index as usize;
+        if tag < HEAP_ALIGN {
+            debug_assert!(tag & TAG_LARGE != 0);
+            count_free(heap, index);
+            large::free(pool);
+            return;
+        }
+        let owner = (tag & !(HEAP_ALIGN - 1)) as *mut Heap;
+        count_free(heap, index);
+        if owner == heap {
+            let b = p as *mut Block;
+            (*b).next = (*pool).free;
+            (*pool).free = b;
+            (*pool).used -= 1;
+            let u = (*pool).used;
+            if u.wrapping_sub(1) >= FULL - 1 {
+                local_free_transition(heap, pool);
+            }
+        } else {
+            remote_free(owner, pool, p.cast());
+        }
+    }
+}
+
+/// Free a block of another heap's pool.
+///
+/// # Safety
+/// `b` is a live block of `pool`, owned by `owner`.
+unsafe fn remote_free(owner: *mut Heap, pool: *mut Pool, b: *mut Block) {
+    // SAFETY: the pool cannot be released while `b` is uncollected (it counts in `used`), and
+    // heaps are never freed, so both stay valid through the pushes.
+    unsafe {
+        let mut old = (*pool).thread_free.load(Ordering::Relaxed);
+        loop {
+            (*b).next = old;
+            match (*pool).thread_free.compare_exchange_weak(old, b, Ordering::Release, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(cur) => old = cur,
+            }
+        }
+        if old.is_null() {
+            // First remote free since the owner last looked: tell the owner.
+            let mut head = (*owner).remote.load(Ordering::Relaxed);
+            loop {
+                (*pool).next_remote.store(head, Ordering::Relaxed);
+                match (*owner).remote.compare_exchange_weak(head, pool, Ordering::Release, Ordering::Relaxed) {
+                    Ok(_) => break,
+                    Err(cur) => head = cur,
+                }
+            }
+        }
+    }
+}
+
+/// Take back the blocks other threads freed into this heap's pools.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+unsafe fn collect_remote(heap: *mut Heap) {
+    // SAFETY: we own `heap` and so its pools' local fields. `next_remote` is read before the
+    // pool's list is taken, since a later remote free may push the pool again.
+    unsafe {
+        let mut p = (*heap).remote.swap(ptr::null_mut(), Ordering::Acquire);
+        while !p.is_null() {
+            let next = (*p).next_remote.load(Ordering::Relaxed);
+            let list = (*p).thread_free.swap(ptr::null_mut(), Ordering::Acquire);
+            if !list.is_null() {
+                let mut tail = list;
+                let mut n = 1u32;
+                while !(*tail).next.is_null() {
+                    tail = (*tail).next;
+                    n += 1;
+                }
+                (*tail).next = (*p).free;
+                (*p).free = list;
+                let used = (*p).used;
+                if used & FULL != 0 {
+                    let u = (used & !FULL) - n;
+                    (*p).used = u;
+                    if u == 0 {
+                        (*p).state = State::Detached;
+                        retire_empty(heap, p);
+                    } else {
+                        partial_push(heap, p);
+                    }
+                } else {
+                    let u = used - n;
+                    (*p).used = u;
+                    if u == 0 {
+                        partial_unlink(heap, p);
+                        retire_empty(heap, p);
+                    }
+                }
+            }
+            p = next;
+        }
+    }
+}
+
+/// An empty pool leaves its heap: into the heap's cache, or back to its arena.
+///
+/// # Safety
+/// The calling thread owns `heap`; `pool` is empty and detached from the heap's lists.
+unsafe fn retire_empty(heap: *mut Heap, pool: *mut Pool) {
+    // SAFETY: as stated.
+    unsafe {
+        stats::POOLS_IN_USE[(*pool).domain as usize].fetch_sub(1, Ordering::Relaxed);
+        (*pool).state = State::Detached;
+        if (*pool).units == 1 && (*heap).ncache < HEAP_EMPTY_POOLS {
+            (*pool).kind = Kind::Cached;
+            (*pool).owner_tag.store(TAG_CACHED, Ordering::Release);
+            (*heap).cache[(*heap).ncache] = pool;
+            (*heap).ncache += 1;
+        } else {
+            arena::release(pool);
+        }
+    }
+}
+
+// Partial lists. SAFETY for all three: the caller owns `heap` and `pool`.
+
+unsafe fn partial_push(heap: *mut Heap, pool: *mut Pool) {
+    // SAFETY: see above.
+    unsafe {
+        let (d, c) = ((*pool).domain as usize, (*pool).class as usize);
+        let head = (*heap).partial[d][c];
+        (*pool).prev = ptr::null_mut();
+        (*pool).next = head;
+        if !head.is_null() {
+            (*head).prev = pool;
+        }
+        (*heap).partial[d][c] = pool;
+        (*pool).state = State::Partial;
+    }
+}
+
+unsafe fn partial_unlink(heap: *mut Heap, pool: *mut Pool) {
+    // SAFETY: see above.
+    unsafe {
+        debug_assert_eq!((*pool).state, State::Partial);
+        let (d, c) = ((*pool).domain as usize, (*pool).class as usize);
+        if (*pool).prev.is_null() {
+            (*heap).partial[d][c] = (*pool).next;
+        } else {
+            (*(*pool).prev).next = (*pool).next;
+        }
+        if !(*pool).next.is_null() {
+            (*(*pool).next).prev = (*pool).prev;
+        }
+        (*pool).next = ptr::null_mut();
+        (*pool).prev = ptr::null_mut();
+        (*pool).state = State::Detached;
+    }
+}
+
+unsafe fn partial_pop(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
+    // SAFETY: see above.
+    unsafe {
+        let p = (*heap).partial[d][c];
+        if !p.is_null() {
+            partial_unlink(heap, p);
+        }
+        p
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// realloc, calloc, queries
+
+/// Resize `p` in domain `D` (CPython's realloc contract).
+pub fn realloc<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
+    if p.is_null() {
+        return malloc::<D>(n);
+    }
+    if n > MAX_REQUEST {
+        return ptr::null_mut();
+    }
+    let pool = pagemap::lookup(p as usize);
+    if pool.is_null() {
+        return domain::foreign_realloc(D, p, n);
+    }
+    // SAFETY: a live descriptor; its tag (acquire) publishes its fields.
+    unsafe {
+        let tag = (*pool).owner_tag.load(Ordering::Acquire);
+        if tag == TAG_FREE || tag == TAG_CACHED {
+            domain::not_allocated(D, Op::Realloc, p);
+        }
+        let owner_domain = tag & 3;
+        let old = (*pool).size;
+        if owner_domain != D {
+            domain::wrong_domain(D, Op::Realloc, p, owner_domain, old);
+            // compat: move the block into the domain asked for.
+            return move_block::<D>(p, old, n, pool, tag);
+        }
+        if domain::strict() && !(*pool).is_block_start(p as usize) {
+            domain::not_a_block(D, Op::Realloc, p, old);
+        }
+        if tag < HEAP_ALIGN {
+            if n > MEDIUM_MAX {
+                return large::realloc(pool, n);
+            }
+            return move_block::<D>(p, old, n, pool, tag);
+        }
+        // Keep the block when the new size fits and the shrink is small (CPython: by < 25%).
+        if n <= old && (n.max(1) > old - old / 4 || class_of(n.max(1)) == (*pool).class as usize) {
+            return p;
+        }
+        move_block::<D>(p, old, n, pool, tag)
+    }
+}
+
+/// Allocate `n` bytes in domain `D`, copy, free the old block through its owner.
+///
+/// # Safety
+/// `p` is a live block of `pool` (usable size `old`) whose tag is `tag`.
+unsafe fn move_block<const D: usize>(p: *mut u8, old: usize, n: usize, pool: *mut Pool, tag: usize) -> *mut u8 {
+    let q = malloc::<D>(n);
+    if q.is_null() {
+        return q;
+    }
+    // SAFETY: both blocks are live and distinct; we copy what both hold.
+    unsafe {
+        ptr::copy_nonoverlapping(p, q, old.min(n));
+        free_owned(tls::get(), pool, tag, p);
+    }
+    q
+}
+
+/// Allocate `nelem * elsize` zeroed bytes in domain `D`; null if the product overflows.
+pub fn calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut u8 {
+    let Some(n) = nelem.checked_mul(elsize) else {
+        return ptr::null_mut();
+    };
+    if n > MAX_REQUEST {
+        return ptr::null_mut();
+    }
+    let p = malloc::<D>(n);
+    if !p.is_null() && n <= MEDIUM_MAX {
+        // SAFETY: `p` is a fresh block of at least `n` bytes (large blocks are fresh mappings,
+        // already zero).
+        unsafe { ptr::write_bytes(p, 0, n) };
+    }
+    p
+}
+
+/// Free through the domain that owns `p` (used by compat mode and tests).
+pub fn free_any(p: *mut u8) {
+    match domain_of(p) {
+        Some(domain::RAW) => free::<{ domain::RAW }>(p),
+        Some(domain::MEM) => free::<{ domain::MEM }>(p),
+        Some(_) => free::<{ domain::OBJ }>(p),
+        None => {}
+    }
+}
+
+/// The domain that owns the block at `p`, answered from the page map and the pool descriptor
+/// (the block itself is not read). None if `p` is not a live block of ours.
+pub fn domain_of(p: *mut u8) -> Option<usize> {
+    let pool = pagemap::lookup(p as usize);
+    if pool.is_null() {
+        return None;
+    }
+    // SAFETY: a live descriptor from the page map.
+    unsafe {
+        let tag = (*pool).owner_tag.load(Ordering::Acquire);
+        if tag == TAG_FREE || tag == TAG_CACHED || !(*pool).is_block_start(p as usize) {
+            return None;
+        }
+        Some(tag & 3)
+    }
+}
+
+/// Usable size of the block at `p` (0 if not a live block of ours).
+pub fn usable_size(p: *mut u8) -> usize {
+    if domain_of(p).is_none() {
+        return 0;
+    }
+    // SAFETY: checked live just above.
+    unsafe { (*pagemap::lookup(p as usize)).size }
+}
+
+// ---------------------------------------------------------------------------------------------
+// heap lifecycle
+
+/// Give this thread a heap: an abandoned one if any, else a new one. Null if out of memory.
+#[cold]
+fn attach() -> *mut Heap {
+    init::ensure();
+    let h = {
+        let mut g = HEAPS.lock();
+        if !g.abandoned.is_null() {
+            let h = g.abandoned;
+            // SAFETY: abandoned heaps are live and owned by the list (lock held).
+            g.abandoned = unsafe { (*h).next_abandoned };
+            g.nabandoned -= 1;
+            h
+        } else {
+            let h = g.meta.alloc() as *mut Heap;
+            if h.is_null() {
+                return h;
+            }
+            g.count += 1;
+            // SAFETY: fresh zeroed memory of Heap's size and alignment; zero is a valid value
+            // for every field but the pool slots, set here before the heap is published.
+            unsafe {
+                for d in 0..NUM_DOMAINS {
+                    (*h).pools[d] = [pool::empty(); NUM_SLOTS];
+                }
+                let mut head = ALL_HEAPS.load(Ordering::Relaxed);
+                loop {
+                    (*h).next_all.store(head, Ordering::Relaxed);
+                    match ALL_HEAPS.compare_exchange_weak(head, h, Ordering::Release, Ordering::Relaxed) {
+                        Ok(_) => break,
+                        Err(cur) => head = cur,
+                    }
+                }
+            }
+            h
+        }
+    };
+    // SAFETY: `h` is now ours alone.
+    unsafe {
+        (*h).attached = true;
+        (*h).next_abandoned = ptr::null_mut();
+        tls::set(h);
+        init::on_thread_exit(h);
+        collect_remote(h);
+    }
+    h
+}
+
+/// Thread exit: give back empty pools and park the heap for the next thread.
+///
+/// # Safety
+/// `h` is the calling thread's heap.
+pub unsafe fn detach(h: *mut Heap) {
+    if tls::get() == h {
+        tls::set(ptr::null_mut());
+    }
+    // SAFETY: we own `h` until it is on the abandoned list.
+    unsafe {
+        trim(h);
+        (*h).attached = false;
+        let mut g = HEAPS.lock();
+        (*h).next_abandoned = g.abandoned;
+        g.abandoned = h;
+        g.nabandoned += 1;
+    }
+}
+
+/// Collect remote frees, release empty current pools and the cache.
+///
+/// # Safety
+/// The calling thread owns `h`.
+unsafe fn trim(h: *mut Heap) {
+    // SAFETY: as stated.
+    unsafe {
+        collect_remote(h);
+        for d in 0..NUM_DOMAINS {
+            for c in 1..NUM_SLOTS {
+                let p = (*h).pools[d][c];
+                if p != pool::empty() && (*p).used == CURRENT_BIAS {
+                    (*p).used = 0;
+                    (*h).pools[d][c] = pool::empty();
+                    (*p).state = State::Detached;
+                    retire_empty(h, p);
+                }
+            }
+        }
+        while (*h).ncache > 0 {
+            (*h).ncache -= 1;
+            let p = (*h).cache[(*h).ncache];
+            arena::release(p);
+        }
+    }
+}
+
+/// Take back remote frees into one abandoned heap, so its emptied pools return to the arenas
+/// even when no new thread comes to adopt it.
+fn reclaim_abandoned() {
+    let h = {
+        let Some(mut g) = HEAPS.try_lock() else { return };
+        let h = g.abandoned;
+        if h.is_null() {
+            return;
+        }
+        // SAFETY: list members are live (lock held).
+        unsafe {
+            if (*h).remote.load(Ordering::Relaxed).is_null() {
+                return;
+            }
+            g.abandoned = (*h).next_abandoned;
+        }
+        h
+    };
+    // SAFETY: popped from the list, so we hold `h` alone until we push it back.
+    unsafe {
+        trim(h);
+        let mut g = HEAPS.lock();
+        (*h).next_abandoned = g.abandoned;
+        g.abandoned = h;
+    }
+}
+
+/// Give this thread's empty pools back and purge free pages (`pyalloc_collect`).
+pub fn collect(purge: bool) {
+    let h = tls::get();
+    if !h.is_null() {
+        // SAFETY: this thread's heap.
+        unsafe {
+            collect_remote(h);
+            while (*h).ncache > 0 {
+                (*h).ncache -= 1;
+                arena::release((*h).cache[(*h).ncache]);
+            }
+        }
+    }
+    reclaim_abandoned();
+    if purge {
+        arena::purge_now();
+    }
+}
+
+/// Visit every heap (for statistics). The list only grows, so no lock is needed.
+pub fn for_each_heap(mut f: impl FnMut(&Heap)) {
+    let mut h = ALL_HEAPS.load(Ordering::Acquire);
+    while !h.is_null() {
+        // SAFETY: heaps are never freed; we only read atomics through the reference.
+        unsafe {
+            f(&*h);
+            h = (*h).next_all.load(Ordering::Acquire);
+        }
+    }
+}
+
+/// Heaps made and heaps waiting for a thread.
+pub fn heap_counts() -> (usize, usize) {
+    let g = HEAPS.lock();
+    (g.count, g.nabandoned)
+}
+
+/// Hold the heap lock across `fork()`.
+pub fn fork_lock() {
+    HEAPS.raw_lock();
+}
+
+/// After `fork()` in the child: the other threads are gone, so their heaps are abandoned.
+///
+/// # Safety
+/// Called once in the child after [`fork_lock`], before anything else allocates.
+pub unsafe fn fork_child() {
+    // SAFETY: the lock is held since fork_lock; only this thread runs in the child.
+    unsafe {
+        HEAPS.raw_unlock();
+        let me = tls::get();
+        let mut g = HEAPS.lock();
+        let mut h = ALL_HEAPS.load(Ordering::Acquire);
+        while !h.is_null() {
+            if h != me && (*h).attached {
+                (*h).attached = false;
+                (*h).next_abandoned = g.abandoned;
+                g.abandoned = h;
+                g.nabandoned += 1;
+            }
+            h = (*h).next_all.load(Ordering::Acquire);
+        }
+    }
+}
+
+/// After `fork()` in the parent.
+///
+/// # Safety
+/// Called once after [`fork_lock`].
+pub unsafe fn fork_parent() {
+    // SAFETY: taken by fork_lock.
+    unsafe { HEAPS.raw_unlock() };
+}

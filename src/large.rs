@@ -1,0 +1,118 @@
+//! Large blocks (above [`MEDIUM_MAX`]): one mapping each, still ours.
+//!
+//! Each mapping starts on a pool-unit boundary, so its first unit is its own in the page map,
+//! which points at a descriptor from `meta`. Ownership and domain are therefore known for large
+//! blocks exactly as for pooled ones. Growth uses `mremap`, which moves pages without copying.
+
+use crate::config::*;
+use crate::heap::Heap;
+use crate::pool::{Kind, Pool, State, TAG_LARGE};
+use crate::{arena::BYTES_MAPPED, meta::DESCRIPTORS, os, pagemap, stats};
+use core::ptr;
+use core::sync::atomic::Ordering;
+
+/// Allocate a large block of `size` bytes in domain `d`, zero-filled.
+pub fn alloc(heap: *mut Heap, d: usize, size: usize) -> *mut u8 {
+    if size > MAX_REQUEST {
+        return ptr::null_mut();
+    }
+    let Some(len) = os::align_up(size.max(1), os::page_size()) else {
+        return ptr::null_mut();
+    };
+    let p = os::map_aligned(len, POOL_SIZE);
+    if p.is_null() {
+        return p;
+    }
+    let desc = DESCRIPTORS.lock().alloc() as *mut Pool;
+    if desc.is_null() {
+        // SAFETY: the mapping was just made and is unused.
+        unsafe { os::unmap(p, len) };
+        return ptr::null_mut();
+    }
+    // SAFETY: `desc` is fresh metadata memory sized for a Pool; published by the page map after.
+    unsafe {
+        ptr::write(desc, Pool::EMPTY);
+        (*desc).kind = Kind::Large;
+        (*desc).state = State::Detached;
+        (*desc).domain = d as u8;
+        (*desc).stat_index = (d * NUM_SLOTS) as u16;
+        (*desc).start = p;
+        (*desc).end = p.add(len);
+        (*desc).size = len;
+        (*desc).map_len = len;
+        (*desc).owner_tag.store(TAG_LARGE | d, Ordering::Release);
+    }
+    if !pagemap::set(p as usize, desc) {
+        // SAFETY: neither is published.
+        unsafe {
+            os::unmap(p, len);
+            DESCRIPTORS.lock().free(desc.cast());
+        }
+        return ptr::null_mut();
+    }
+    BYTES_MAPPED.fetch_add(len, Ordering::Relaxed);
+    stats::LARGE_LIVE_BYTES[d].fetch_add(len, Ordering::Relaxed);
+    // SAFETY: `heap` is this thread's heap.
+    unsafe {
+        let c = &(*heap).allocs[d * NUM_SLOTS];
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+    stats::sample_peak();
+    p
+}
+
+/// Unmap a large block (the free is already counted).
+///
+/// # Safety
+/// `desc` is the live descriptor of a large block nobody uses any more.
+pub unsafe fn free(desc: *mut Pool) {
+    // SAFETY: as stated; the page map entry goes before the mapping.
+    unsafe {
+        let (p, len, d) = ((*desc).start, (*desc).map_len, (*desc).domain as usize);
+        pagemap::set(p as usize, ptr::null_mut());
+        os::unmap(p, len);
+        BYTES_MAPPED.fetch_sub(len, Ordering::Relaxed);
+        stats::LARGE_LIVE_BYTES[d].fetch_sub(len, Ordering::Relaxed);
+        DESCRIPTORS.lock().free(desc.cast());
+    }
+}
+
+/// Resize a large block to `n` (> MEDIUM_MAX) bytes. Null on failure, block intact.
+///
+/// # Safety
+/// `desc` is the live descriptor of a large block owned by the caller.
+pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
+    let Some(len) = os::align_up(n, os::page_size()) else {
+        return ptr::null_mut();
+    };
+    // SAFETY: as stated; the descriptor is updated only after the mapping moved.
+    unsafe {
+        let (p, old, d) = ((*desc).start, (*desc).map_len, (*desc).domain as usize);
+        if len == old {
+            return p;
+        }
+        let q = if os::remap_in_place(p, old, len) { p } else { os::remap_aligned(p, old, len, POOL_SIZE) };
+        if q.is_null() {
+            return q;
+        }
+        if q != p {
+            pagemap::set(p as usize, ptr::null_mut());
+            if !pagemap::set(q as usize, desc) {
+                // Cannot happen for an address the map covers; keep the block reachable.
+                crate::report::fatal(format_args!("large block moved to {q:p}, outside the page map"));
+            }
+        }
+        (*desc).start = q;
+        (*desc).end = q.add(len);
+        (*desc).size = len;
+        (*desc).map_len = len;
+        if len > old {
+            BYTES_MAPPED.fetch_add(len - old, Ordering::Relaxed);
+            stats::LARGE_LIVE_BYTES[d].fetch_add(len - old, Ordering::Relaxed);
+        } else {
+            BYTES_MAPPED.fetch_sub(old - len, Ordering::Relaxed);
+            stats::LARGE_LIVE_BYTES[d].fetch_sub(old - len, Ordering::Relaxed);
+        }
+        q
+    }
+}

@@ -1,0 +1,123 @@
+//! Environment options, read once at load without allocating.
+//!
+//! | variable | values | default |
+//! |---|---|---|
+//! | `PYALLOC_CHECK` | `strict` (abort on a wrong-domain or foreign free), `compat` (free through the real owner, count it) | `strict` |
+//! | `PYALLOC_RAW` | `pyalloc` (raw domain on our heap), `libc` (raw domain on libc malloc, as CPython) | `pyalloc` |
+//! | `PYALLOC_PURGE_KEEP` | bytes of empty pool memory kept resident before purging (`K`/`M`/`G` suffixes; `0` purges at once) | 4M |
+//! | `PYALLOC_VERBOSE` | on/off | off |
+//!
+//! A value that does not parse keeps the default and prints a warning.
+
+use crate::report::warn;
+use core::ffi::CStr;
+
+/// Read an environment variable as bytes (no allocation).
+pub fn env(name: &CStr) -> Option<&'static [u8]> {
+    // SAFETY: getenv takes a NUL-terminated name; the result lives as long as the environment
+    // entry, which we only read during initialisation.
+    let p = unsafe { libc::getenv(name.as_ptr()) };
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: getenv returns a NUL-terminated string.
+        Some(unsafe { CStr::from_ptr(p) }.to_bytes())
+    }
+}
+
+/// Parse an on/off word.
+pub fn parse_bool(v: &[u8]) -> Option<bool> {
+    match v {
+        b"1" | b"on" | b"yes" | b"true" | b"ON" | b"YES" | b"TRUE" => Some(true),
+        b"0" | b"off" | b"no" | b"false" | b"" | b"OFF" | b"NO" | b"FALSE" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parse a size with an optional K, M or G suffix (binary units).
+pub fn parse_size(v: &[u8]) -> Option<usize> {
+    let (digits, shift) = match v.last()? {
+        b'k' | b'K' => (&v[..v.len() - 1], 10),
+        b'm' | b'M' => (&v[..v.len() - 1], 20),
+        b'g' | b'G' => (&v[..v.len() - 1], 30),
+        _ => (v, 0),
+    };
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: usize = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add((d - b'0') as usize)?;
+    }
+    n.checked_mul(1usize << shift)
+}
+
+/// The parsed options.
+pub struct Options {
+    pub compat: bool,
+    pub raw_libc: bool,
+    pub purge_keep: usize,
+    pub verbose: bool,
+}
+
+/// Read all options from the environment.
+pub fn read() -> Options {
+    let mut o = Options {
+        compat: false,
+        raw_libc: false,
+        purge_keep: crate::config::DEFAULT_PURGE_KEEP,
+        verbose: false,
+    };
+    if let Some(v) = env(c"PYALLOC_VERBOSE") {
+        o.verbose = parse_bool(v).unwrap_or(true);
+    }
+    match env(c"PYALLOC_CHECK") {
+        None | Some(b"strict") => {}
+        Some(b"compat") => o.compat = true,
+        Some(v) => warn(format_args!(
+            "PYALLOC_CHECK={} not understood (strict or compat); using strict",
+            core::str::from_utf8(v).unwrap_or("?")
+        )),
+    }
+    match env(c"PYALLOC_RAW") {
+        None | Some(b"pyalloc") => {}
+        Some(b"libc") | Some(b"malloc") => o.raw_libc = true,
+        Some(v) => warn(format_args!(
+            "PYALLOC_RAW={} not understood (pyalloc or libc); using pyalloc",
+            core::str::from_utf8(v).unwrap_or("?")
+        )),
+    }
+    if let Some(v) = env(c"PYALLOC_PURGE_KEEP") {
+        match parse_size(v) {
+            Some(n) => o.purge_keep = n,
+            None => warn(format_args!(
+                "PYALLOC_PURGE_KEEP={} is not a size; using the default",
+                core::str::from_utf8(v).unwrap_or("?")
+            )),
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_words_parse() {
+        assert_eq!(parse_size(b"0"), Some(0));
+        assert_eq!(parse_size(b"12"), Some(12));
+        assert_eq!(parse_size(b"4K"), Some(4096));
+        assert_eq!(parse_size(b"3m"), Some(3 << 20));
+        assert_eq!(parse_size(b"1G"), Some(1 << 30));
+        assert_eq!(parse_size(b"M"), None);
+        assert_eq!(parse_size(b"1x"), None);
+        assert_eq!(parse_size(b"99999999999999999999999"), None);
+        assert_eq!(parse_bool(b"on"), Some(true));
+        assert_eq!(parse_bool(b"0"), Some(false));
+        assert_eq!(parse_bool(b"maybe"), None);
+    }
+}

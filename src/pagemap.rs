@@ -1,0 +1,94 @@
+//! The page map: which pool (if any) owns an address, in O(1) and without touching the block.
+//!
+//! A two-level radix tree over 49-bit addresses at pool-unit granularity (16 KiB). The top
+//! level is a static array of leaf pointers (1 MiB of zero-initialised `.bss`, resident only
+//! where used); a leaf covers 4 GiB of address space with 2^18 descriptor pointers and is
+//! mapped from the OS on first use (its untouched pages cost nothing). An entry points at the
+//! [`Pool`] descriptor that owns the unit: every unit of a multi-unit pool points at the
+//! pool's head descriptor, and a large block's first unit points at its descriptor.
+//! Entries of arena units are set when the arena is created and cleared when it is released.
+
+use crate::config::POOL_SHIFT;
+use crate::os;
+use crate::pool::Pool;
+use crate::sync::SpinLock;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+const ADDRESS_BITS: usize = 49;
+const LEAF_SHIFT: usize = 32;
+const LEAF_BITS: usize = LEAF_SHIFT - POOL_SHIFT;
+const LEAF_LEN: usize = 1 << LEAF_BITS;
+const TOP_LEN: usize = 1 << (ADDRESS_BITS - LEAF_SHIFT);
+
+type Leaf = [AtomicPtr<Pool>; LEAF_LEN];
+
+static TOP: [AtomicPtr<Leaf>; TOP_LEN] = [const { AtomicPtr::new(ptr::null_mut()) }; TOP_LEN];
+static GROW: SpinLock<()> = SpinLock::new(());
+
+/// The descriptor owning address `p`, or null if no pool or large block of ours covers it.
+#[inline(always)]
+pub fn lookup(p: usize) -> *mut Pool {
+    let top = p >> LEAF_SHIFT;
+    if top >= TOP_LEN {
+        return ptr::null_mut();
+    }
+    let leaf = TOP[top].load(Ordering::Acquire);
+    if leaf.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: leaves are never freed once published, and the index is below LEAF_LEN.
+    unsafe { (*leaf)[(p >> POOL_SHIFT) & (LEAF_LEN - 1)].load(Ordering::Relaxed) }
+}
+
+/// Point the unit containing `p` at `pool` (null to clear). False if a leaf could not be mapped.
+pub fn set(p: usize, pool: *mut Pool) -> bool {
+    let top = p >> LEAF_SHIFT;
+    if top >= TOP_LEN {
+        return false;
+    }
+    let mut leaf = TOP[top].load(Ordering::Acquire);
+    if leaf.is_null() {
+        if pool.is_null() {
+            return true;
+        }
+        let _g = GROW.lock();
+        leaf = TOP[top].load(Ordering::Acquire);
+        if leaf.is_null() {
+            leaf = os::map(core::mem::size_of::<Leaf>()).cast();
+            if leaf.is_null() {
+                return false;
+            }
+            TOP[top].store(leaf, Ordering::Release);
+        }
+    }
+    // SAFETY: as in `lookup`; a zero-filled mapping is a valid array of null AtomicPtrs.
+    unsafe { (*leaf)[(p >> POOL_SHIFT) & (LEAF_LEN - 1)].store(pool, Ordering::Release) };
+    true
+}
+
+/// Whether `p` fits the address range the page map covers.
+pub fn covers(p: usize) -> bool {
+    p >> LEAF_SHIFT < TOP_LEN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_lookup_and_clear() {
+        // An address range no real mapping uses in tests: near the top of the covered space.
+        let base = (TOP_LEN - 1) << LEAF_SHIFT;
+        let fake = 0x1234_0000usize as *mut Pool;
+        assert!(lookup(base).is_null());
+        assert!(set(base + 5 * (1 << POOL_SHIFT), fake));
+        assert_eq!(lookup(base + 5 * (1 << POOL_SHIFT) + 100), fake);
+        assert!(lookup(base + 4 * (1 << POOL_SHIFT)).is_null());
+        assert!(lookup(base + 6 * (1 << POOL_SHIFT)).is_null());
+        assert!(set(base + 5 * (1 << POOL_SHIFT), ptr::null_mut()));
+        assert!(lookup(base + 5 * (1 << POOL_SHIFT)).is_null());
+        assert!(lookup(usize::MAX).is_null());
+        assert!(!covers(1 << 60));
+    }
+}

@@ -1,0 +1,102 @@
+//! Messages written without allocating: a fixed buffer that implements `fmt::Write`, fatal
+//! errors on stderr, and the text reports written into a caller's buffer.
+
+use core::fmt::{self, Write};
+
+/// Writes into a byte buffer, truncating silently, always leaving room for a final NUL.
+pub struct BufWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+    /// Bytes that did not fit.
+    pub overflow: usize,
+}
+
+impl<'a> BufWriter<'a> {
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Self { buf, len: 0, overflow: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The text written so far.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Terminate with a NUL (if there is any room at all).
+    pub fn terminate(&mut self) {
+        if !self.buf.is_empty() {
+            let at = self.len.min(self.buf.len() - 1);
+            self.buf[at] = 0;
+        }
+    }
+}
+
+impl Write for BufWriter<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let room = self.buf.len().saturating_sub(1).saturating_sub(self.len);
+        let n = s.len().min(room);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        self.overflow += s.len() - n;
+        Ok(())
+    }
+}
+
+/// Write all of `bytes` to stderr.
+pub fn write_stderr(bytes: &[u8]) {
+    let mut off = 0;
+    while off < bytes.len() {
+        // SAFETY: writing from a valid slice to fd 2.
+        let n = unsafe { libc::write(2, bytes[off..].as_ptr().cast(), bytes.len() - off) };
+        if n <= 0 {
+            break;
+        }
+        off += n as usize;
+    }
+}
+
+/// Print `pyalloc: <message>` on stderr.
+pub fn warn(args: fmt::Arguments<'_>) {
+    let mut buf = [0u8; 512];
+    let mut w = BufWriter::new(&mut buf);
+    let _ = w.write_str("pyalloc: ");
+    let _ = w.write_fmt(args);
+    let _ = w.write_str("\n");
+    write_stderr(w.bytes());
+}
+
+/// Print `pyalloc: fatal: <message>` on stderr and abort.
+pub fn fatal(args: fmt::Arguments<'_>) -> ! {
+    let mut buf = [0u8; 512];
+    let mut w = BufWriter::new(&mut buf);
+    let _ = w.write_str("pyalloc: fatal: ");
+    let _ = w.write_fmt(args);
+    let _ = w.write_str("\n");
+    write_stderr(w.bytes());
+    // SAFETY: abort has no preconditions.
+    unsafe { libc::abort() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writer_truncates_and_terminates() {
+        let mut buf = [0xffu8; 8];
+        let mut w = BufWriter::new(&mut buf);
+        write!(w, "hello {}", 12345).unwrap();
+        assert_eq!(w.bytes(), b"hello 1");
+        assert_eq!(w.overflow, 4);
+        w.terminate();
+        assert_eq!(buf[7], 0);
+    }
+}

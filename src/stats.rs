@@ -1,0 +1,176 @@
+//! Statistics: per-domain counts gathered from every heap, arena figures, and the text report.
+//!
+//! Counting costs one non-atomic increment per malloc and per free, in the calling thread's
+//! heap, per domain and size class. Totals are sums over all heaps, so they are exact whenever
+//! no other thread is allocating at the same time. The peak of live bytes is sampled whenever
+//! a pool or large block is taken from the OS side and whenever statistics are read.
+
+use crate::abi::{pyalloc_stats, PYALLOC_STATS_VERSION};
+use crate::config::*;
+use crate::domain;
+use crate::heap::{self, NUM_DOMAINS};
+use crate::size_class::BLOCK_SIZES;
+use crate::{arena, report};
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Pools currently in use, per domain.
+pub static POOLS_IN_USE: [AtomicUsize; NUM_DOMAINS] = [const { AtomicUsize::new(0) }; NUM_DOMAINS];
+/// Frees made by threads that never allocated (they have no heap to count in).
+pub static ORPHAN_FREES: [AtomicU64; NUM_DOMAINS * NUM_SLOTS] = [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS];
+/// Bytes in live large blocks, per domain.
+pub static LARGE_LIVE_BYTES: [AtomicUsize; NUM_DOMAINS] = [const { AtomicUsize::new(0) }; NUM_DOMAINS];
+static PEAK_LIVE_BYTES: [AtomicU64; NUM_DOMAINS] = [const { AtomicU64::new(0) }; NUM_DOMAINS];
+static PEAK_MAPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// Per-class live counts of one domain: `(allocations, frees)` summed over heaps.
+fn class_counts(d: usize) -> [(u64, u64); NUM_SLOTS] {
+    let mut t = [(0u64, 0u64); NUM_SLOTS];
+    heap::for_each_heap(|h| {
+        for (c, e) in t.iter_mut().enumerate() {
+            e.0 = e.0.wrapping_add(h.allocs[d * NUM_SLOTS + c].load(Ordering::Relaxed));
+            e.1 = e.1.wrapping_add(h.frees[d * NUM_SLOTS + c].load(Ordering::Relaxed));
+        }
+    });
+    for (c, e) in t.iter_mut().enumerate() {
+        e.1 = e.1.wrapping_add(ORPHAN_FREES[d * NUM_SLOTS + c].load(Ordering::Relaxed));
+    }
+    t
+}
+
+fn live_bytes(d: usize, counts: &[(u64, u64); NUM_SLOTS]) -> u64 {
+    let mut bytes = LARGE_LIVE_BYTES[d].load(Ordering::Relaxed) as u64;
+    for (c, &(a, f)) in counts.iter().enumerate().skip(1) {
+        bytes = bytes.wrapping_add(a.wrapping_sub(f).wrapping_mul(BLOCK_SIZES[c] as u64));
+    }
+    bytes
+}
+
+/// Update the peaks from the current figures.
+pub fn sample_peak() {
+    for d in 0..NUM_DOMAINS {
+        let b = live_bytes(d, &class_counts(d));
+        if (b as i64) >= 0 {
+            PEAK_LIVE_BYTES[d].fetch_max(b, Ordering::Relaxed);
+        }
+    }
+    PEAK_MAPPED.fetch_max(arena::BYTES_MAPPED.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+/// Gather all statistics now.
+pub fn gather() -> pyalloc_stats {
+    sample_peak();
+    let mut s = pyalloc_stats {
+        version: PYALLOC_STATS_VERSION,
+        size: core::mem::size_of::<pyalloc_stats>() as u32,
+        ..Default::default()
+    };
+    for d in 0..NUM_DOMAINS {
+        let counts = class_counts(d);
+        let ds = &mut s.domains[d];
+        for &(a, f) in counts.iter() {
+            ds.allocations = ds.allocations.wrapping_add(a);
+            ds.frees = ds.frees.wrapping_add(f);
+        }
+        ds.live_blocks = ds.allocations.saturating_sub(ds.frees);
+        ds.live_bytes = live_bytes(d, &counts);
+        ds.peak_live_bytes = PEAK_LIVE_BYTES[d].load(Ordering::Relaxed).max(ds.live_bytes);
+        ds.pools_in_use = POOLS_IN_USE[d].load(Ordering::Relaxed) as u64;
+        ds.large_blocks = counts[0].0.saturating_sub(counts[0].1);
+        ds.large_bytes = LARGE_LIVE_BYTES[d].load(Ordering::Relaxed) as u64;
+        ds.mismatched_frees = domain::MISMATCHES[d].load(Ordering::Relaxed);
+    }
+    let (alive, empty) = arena::counts();
+    s.arenas_in_use = alive as u64;
+    s.arenas_empty = empty as u64;
+    s.arenas_allocated_total = arena::ARENAS_MADE.load(Ordering::Relaxed) as u64;
+    s.arenas_freed_total = arena::ARENAS_FREED.load(Ordering::Relaxed) as u64;
+    s.bytes_mapped = arena::BYTES_MAPPED.load(Ordering::Relaxed) as u64;
+    s.bytes_mapped_peak = (PEAK_MAPPED.load(Ordering::Relaxed) as u64).max(s.bytes_mapped);
+    s.bytes_purged_total = arena::BYTES_PURGED.load(Ordering::Relaxed) as u64;
+    s.bytes_dirty = arena::DIRTY_BYTES.load(Ordering::Relaxed) as u64;
+    let (heaps, idle) = heap::heap_counts();
+    s.heaps = heaps as u64;
+    s.heaps_abandoned = idle as u64;
+    s.foreign_frees = domain::FOREIGN.load(Ordering::Relaxed);
+    s
+}
+
+/// Write the text report (in the spirit of `sys._debugmallocstats()`).
+pub fn write_report(w: &mut impl Write) -> fmt::Result {
+    let s = gather();
+    writeln!(w, "pyalloc {}: small blocks in pools of {} KiB, arenas of {} KiB", env!("CARGO_PKG_VERSION"), POOL_SIZE >> 10, ARENA_SIZE >> 10)?;
+    for d in 0..NUM_DOMAINS {
+        let counts = class_counts(d);
+        let ds = &s.domains[d];
+        writeln!(w)?;
+        writeln!(w, "# {} domain ({}/{})", domain::NAMES[d], domain::API[d][0], domain::API[d][3])?;
+        writeln!(w, "class   size     live blocks       live bytes      allocations")?;
+        for (c, &(a, f)) in counts.iter().enumerate().skip(1) {
+            if a == 0 {
+                continue;
+            }
+            let live = a.saturating_sub(f);
+            writeln!(w, "{:5} {:6} {:15} {:16} {:16}", c, BLOCK_SIZES[c], live, live * BLOCK_SIZES[c] as u64, a)?;
+        }
+        if counts[0].0 > 0 {
+            writeln!(w, "large      - {:15} {:16} {:16}", ds.large_blocks, ds.large_bytes, counts[0].0)?;
+        }
+        writeln!(w, "live blocks           = {:16}", ds.live_blocks)?;
+        writeln!(w, "live bytes            = {:16}", ds.live_bytes)?;
+        writeln!(w, "peak live bytes       = {:16}", ds.peak_live_bytes)?;
+        writeln!(w, "allocations           = {:16}", ds.allocations)?;
+        writeln!(w, "frees                 = {:16}", ds.frees)?;
+        writeln!(w, "pools in use          = {:16}", ds.pools_in_use)?;
+        writeln!(w, "wrong-domain frees    = {:16}", ds.mismatched_frees)?;
+    }
+    writeln!(w)?;
+    writeln!(w, "# memory")?;
+    writeln!(w, "arenas in use         = {:16}", s.arenas_in_use)?;
+    writeln!(w, "arenas entirely free  = {:16}", s.arenas_empty)?;
+    writeln!(w, "arenas allocated      = {:16}", s.arenas_allocated_total)?;
+    writeln!(w, "arenas freed          = {:16}", s.arenas_freed_total)?;
+    writeln!(w, "bytes mapped          = {:16}", s.bytes_mapped)?;
+    writeln!(w, "peak bytes mapped     = {:16}", s.bytes_mapped_peak)?;
+    writeln!(w, "bytes purged to OS    = {:16}", s.bytes_purged_total)?;
+    writeln!(w, "empty pool bytes kept = {:16}", s.bytes_dirty)?;
+    writeln!(w, "heaps (idle)          = {:16} ({})", s.heaps, s.heaps_abandoned)?;
+    writeln!(w, "foreign frees         = {:16}", s.foreign_frees)?;
+    Ok(())
+}
+
+/// Writes to stderr through a small stack buffer.
+pub struct StderrWriter {
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl StderrWriter {
+    pub fn new() -> Self {
+        Self { buf: [0; 1024], len: 0 }
+    }
+
+    pub fn flush(&mut self) {
+        report::write_stderr(&self.buf[..self.len]);
+        self.len = 0;
+    }
+}
+
+impl Default for StderrWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Write for StderrWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for chunk in s.as_bytes().chunks(self.buf.len()) {
+            if self.len + chunk.len() > self.buf.len() {
+                self.flush();
+            }
+            self.buf[self.len..self.len + chunk.len()].copy_from_slice(chunk);
+            self.len += chunk.len();
+        }
+        Ok(())
+    }
+}

@@ -7,7 +7,7 @@ use crate::heap;
 use crate::report::fatal;
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
 
 /// Domain ids: the values of CPython's `PyMemAllocatorDomain`.
 pub const RAW: usize = 0;
@@ -156,14 +156,49 @@ pub fn get(d: usize) -> PyMemAllocatorEx {
     }
 }
 
+/// Bit `d` set: domain `d`'s table holds something other than pyalloc's own functions, so the
+/// public functions must call through it. One byte test on the fast path.
+static HOOKED: AtomicU8 = AtomicU8::new(0);
+
+/// Whether domain `D`'s public functions may skip the table and call the heap directly.
+#[inline(always)]
+pub fn is_own<const D: usize>() -> bool {
+    HOOKED.load(Ordering::Relaxed) & (1 << D) == 0
+}
+
 /// Replace a domain's table.
 pub fn set(d: usize, a: &PyMemAllocatorEx) {
+    let own = a.malloc.map(|f| f as *const ()) == Some(own_malloc(d))
+        && a.calloc.map(|f| f as *const ()) == Some(own_calloc(d))
+        && a.realloc.map(|f| f as *const ()) == Some(own_realloc(d))
+        && a.free.map(|f| f as *const ()) == Some(own_free(d));
+    // Mark hooked before the table changes and own only after, so that a racing call never
+    // skips a hook it should see.
+    if !own {
+        HOOKED.fetch_or(1 << d, Ordering::SeqCst);
+    }
     let t = &TABLES[d];
     t.ctx.store(a.ctx, Ordering::Release);
     t.malloc.store(a.malloc.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
     t.calloc.store(a.calloc.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
     t.realloc.store(a.realloc.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
     t.free.store(a.free.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
+    if own {
+        HOOKED.fetch_and(!(1 << d), Ordering::SeqCst);
+    }
+}
+
+fn own_malloc(d: usize) -> *const () {
+    [table_malloc::<RAW> as *const (), table_malloc::<MEM> as *const (), table_malloc::<OBJ> as *const ()][d]
+}
+fn own_calloc(d: usize) -> *const () {
+    [table_calloc::<RAW> as *const (), table_calloc::<MEM> as *const (), table_calloc::<OBJ> as *const ()][d]
+}
+fn own_realloc(d: usize) -> *const () {
+    [table_realloc::<RAW> as *const (), table_realloc::<MEM> as *const (), table_realloc::<OBJ> as *const ()][d]
+}
+fn own_free(d: usize) -> *const () {
+    [table_free::<RAW> as *const (), table_free::<MEM> as *const (), table_free::<OBJ> as *const ()][d]
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,16 +37,16 @@ pub const PYALLOC_CHECK_COMPAT: c_int = 1;
 
 #[inline(always)]
 fn dispatch_malloc<const D: usize>(size: usize) -> *mut c_void {
-    let t = &domain::TABLES[D];
-    let f = t.malloc.load(Ordering::Relaxed);
-    if f == domain::table_malloc::<D> as *mut () {
+    if domain::is_own::<D>() {
         return heap::malloc::<D>(size).cast();
     }
+    let t = &domain::TABLES[D];
+    let f = t.malloc.load(Ordering::Acquire);
     if size > MAX_REQUEST || f.is_null() {
         return ptr::null_mut();
     }
     // SAFETY: the slot holds a function of this type (domain::set), called with its context.
-    unsafe { core::mem::transmute::<*mut (), domain::MallocFn>(f)(t.ctx.load(Ordering::Relaxed), size) }
+    unsafe { core::mem::transmute::<*mut (), domain::MallocFn>(f)(t.ctx.load(Ordering::Acquire), size) }
 }
 
 #[inline(always)]
@@ -54,44 +54,44 @@ fn dispatch_calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut c_void {
     if elsize != 0 && nelem > MAX_REQUEST / elsize {
         return ptr::null_mut();
     }
-    let t = &domain::TABLES[D];
-    let f = t.calloc.load(Ordering::Relaxed);
-    if f == domain::table_calloc::<D> as *mut () {
+    if domain::is_own::<D>() {
         return heap::calloc::<D>(nelem, elsize).cast();
     }
+    let t = &domain::TABLES[D];
+    let f = t.calloc.load(Ordering::Acquire);
     if f.is_null() {
         return ptr::null_mut();
     }
     // SAFETY: as in dispatch_malloc.
-    unsafe { core::mem::transmute::<*mut (), domain::CallocFn>(f)(t.ctx.load(Ordering::Relaxed), nelem, elsize) }
+    unsafe { core::mem::transmute::<*mut (), domain::CallocFn>(f)(t.ctx.load(Ordering::Acquire), nelem, elsize) }
 }
 
 #[inline(always)]
 fn dispatch_realloc<const D: usize>(p: *mut c_void, size: usize) -> *mut c_void {
-    let t = &domain::TABLES[D];
-    let f = t.realloc.load(Ordering::Relaxed);
-    if f == domain::table_realloc::<D> as *mut () {
+    if domain::is_own::<D>() {
         return heap::realloc::<D>(p.cast(), size).cast();
     }
+    let t = &domain::TABLES[D];
+    let f = t.realloc.load(Ordering::Acquire);
     if size > MAX_REQUEST || f.is_null() {
         return ptr::null_mut();
     }
     // SAFETY: as in dispatch_malloc.
-    unsafe { core::mem::transmute::<*mut (), domain::ReallocFn>(f)(t.ctx.load(Ordering::Relaxed), p, size) }
+    unsafe { core::mem::transmute::<*mut (), domain::ReallocFn>(f)(t.ctx.load(Ordering::Acquire), p, size) }
 }
 
 #[inline(always)]
 fn dispatch_free<const D: usize>(p: *mut c_void) {
-    let t = &domain::TABLES[D];
-    let f = t.free.load(Ordering::Relaxed);
-    if f == domain::table_free::<D> as *mut () {
+    if domain::is_own::<D>() {
         return heap::free::<D>(p.cast());
     }
+    let t = &domain::TABLES[D];
+    let f = t.free.load(Ordering::Acquire);
     if f.is_null() {
         return;
     }
     // SAFETY: as in dispatch_malloc.
-    unsafe { core::mem::transmute::<*mut (), domain::FreeFn>(f)(t.ctx.load(Ordering::Relaxed), p) }
+    unsafe { core::mem::transmute::<*mut (), domain::FreeFn>(f)(t.ctx.load(Ordering::Acquire), p) }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@
 
 use crate::config::*;
 use crate::domain::{self, Op};
-use crate::pool::{self, Block, Kind, Pool, State, CURRENT_BIAS, FULL, HEAP_ALIGN, TAG_CACHED, TAG_FREE, TAG_LARGE};
+use crate::pool::{self, Block, Kind, Pool, State, CURRENT_BIAS, HEAP_ALIGN, TAG_CACHED, TAG_FREE, TAG_LARGE};
 use crate::size_class::{block_size, class_of, pool_capacity, pool_units, small_index};
 use crate::{arena, init, large, meta::MetaPool, pagemap, stats, sync::SpinLock, tls};
 use core::ptr;
@@ -70,6 +70,32 @@ static HEAPS: SpinLock<Heaps> = SpinLock::new(Heaps {
     meta: MetaPool::new(core::mem::size_of::<Heap>()),
 });
 
+/// The heap of threads that have not allocated yet: every slot holds the empty descriptor, so
+/// the malloc fast path needs no null check and falls to the slow path, which attaches a real
+/// heap. Never written.
+pub struct EmptyHeap(Heap);
+// SAFETY: never written (every write path first checks `heap == empty_heap()`).
+unsafe impl Sync for EmptyHeap {}
+
+pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
+    pools: [[&pool::EMPTY_POOL.0 as *const Pool as *mut Pool; NUM_SLOTS]; NUM_DOMAINS],
+    allocs: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
+    frees: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
+    partial: [[ptr::null_mut(); NUM_SLOTS]; NUM_DOMAINS],
+    remote: AtomicPtr::new(ptr::null_mut()),
+    cache: [ptr::null_mut(); HEAP_EMPTY_POOLS],
+    ncache: 0,
+    next_all: AtomicPtr::new(ptr::null_mut()),
+    next_abandoned: ptr::null_mut(),
+    attached: false,
+});
+
+/// Pointer to [`EMPTY_HEAP`], what `tls::get` returns before a thread's first allocation.
+#[inline(always)]
+pub fn empty_heap() -> *mut Heap {
+    &EMPTY_HEAP.0 as *const Heap as *mut Heap
+}
+
 /// Head of the list of all heaps.
 static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(ptr::null_mut());
 
@@ -82,7 +108,7 @@ fn bump(c: &AtomicU64) {
 /// Count a free: in this thread's heap, or globally when the thread has none.
 #[inline]
 fn count_free(heap: *mut Heap, index: usize) {
-    if heap.is_null() {
+    if heap == empty_heap() {
         stats::ORPHAN_FREES[index].fetch_add(1, Ordering::Relaxed);
     } else {
         // SAFETY: `heap` is this thread's heap; counters are atomics.
@@ -97,10 +123,11 @@ fn count_free(heap: *mut Heap, index: usize) {
 #[inline(always)]
 pub fn malloc<const D: usize>(size: usize) -> *mut u8 {
     let heap = tls::get();
-    if !heap.is_null() && size <= SMALL_MAX {
+    if size <= SMALL_MAX {
         let c = small_index(size);
-        // SAFETY: `heap` is this thread's heap (only this thread touches its pools), every slot
-        // points at a valid descriptor, and blocks on a free list are free blocks of that pool.
+        // SAFETY: `heap` is this thread's heap or the shared empty heap (only this thread touches
+        // its pools), every slot points at a valid descriptor (the empty one has no free block),
+        // and blocks on a free list are free blocks of that pool.
         unsafe {
             let pool = *(*heap).pools.get_unchecked(D).get_unchecked(c);
             let b = (*pool).free;
@@ -118,7 +145,7 @@ pub fn malloc<const D: usize>(size: usize) -> *mut u8 {
 #[cold]
 #[inline(never)]
 fn malloc_slow<const D: usize>(mut heap: *mut Heap, size: usize) -> *mut u8 {
-    if heap.is_null() {
+    if heap == empty_heap() {
         heap = attach();
         if heap.is_null() {
             return ptr::null_mut();
@@ -157,7 +184,7 @@ unsafe fn alloc_from_class(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
                     continue;
                 }
                 // Exhausted: retire it as full until frees come back.
-                (*pool).used = ((*pool).used - CURRENT_BIAS) | FULL;
+                (*pool).used -= CURRENT_BIAS;
                 (*pool).state = State::Full;
                 (*heap).pools[d][c] = pool::empty();
             }
@@ -255,7 +282,7 @@ unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
 /// Free `p` through domain `D`.
 #[inline(always)]
 pub fn free<const D: usize>(p: *mut u8) {
-    let pool = pagemap::lookup(p as usize);
+    let pool = pagemap::lookup_fast(p as usize);
     let heap = tls::get();
     if !pool.is_null() {
         // SAFETY: the page map only holds live descriptors. A tag equal to `heap | D` means the
@@ -263,12 +290,13 @@ pub fn free<const D: usize>(p: *mut u8) {
         unsafe {
             if (*pool).tag() == heap as usize | D {
                 let b = p as *mut Block;
-                (*b).next = (*pool).free;
+                let old = (*pool).free;
+                (*b).next = old;
                 (*pool).free = b;
-                let u = (*pool).used.wrapping_sub(1);
+                let u = (*pool).used - 1;
                 (*pool).used = u;
                 bump((*heap).frees.get_unchecked((*pool).stat_index as usize));
-                if u.wrapping_sub(1) >= FULL - 1 {
+                if old.is_null() || u == 0 {
                     local_free_transition(heap, pool);
                 }
                 return;
@@ -285,22 +313,7 @@ pub fn free<const D: usize>(p: *mut u8) {
 #[cold]
 unsafe fn local_free_transition(heap: *mut Heap, pool: *mut Pool) {
     // SAFETY: as stated; only this thread changes the pool's lists.
-    unsafe {
-        let u = (*pool).used;
-        if u & FULL != 0 {
-            let u = u & !FULL;
-            (*pool).used = u;
-            if u == 0 {
-                (*pool).state = State::Detached;
-                retire_empty(heap, pool);
-            } else {
-                partial_push(heap, pool);
-            }
-        } else if u == 0 {
-            partial_unlink(heap, pool);
-            retire_empty(heap, pool);
-        }
-    }
+    unsafe { after_free(heap, pool) }
 }
 
 #[cold]
@@ -309,7 +322,7 @@ fn free_slow<const D: usize>(heap: *mut Heap, pool: *mut Pool, p: *mut u8) {
     if p.is_null() {
         return;
     }
-    if pool.is_null() {
+    if pool.is_null() || !pagemap::covers(p as usize) {
         domain::foreign_free(D, p);
         return;
     }
@@ -352,10 +365,7 @@ unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p: *mut u8) {
             (*b).next = (*pool).free;
             (*pool).free = b;
             (*pool).used -= 1;
-            let u = (*pool).used;
-            if u.wrapping_sub(1) >= FULL - 1 {
-                local_free_transition(heap, pool);
-            }
+            after_free(heap, pool);
         } else {
             remote_free(owner, pool, p.cast());
         }
@@ -413,24 +423,8 @@ unsafe fn collect_remote(heap: *mut Heap) {
                 }
                 (*tail).next = (*p).free;
                 (*p).free = list;
-                let used = (*p).used;
-                if used & FULL != 0 {
-                    let u = (used & !FULL) - n;
-                    (*p).used = u;
-                    if u == 0 {
-                        (*p).state = State::Detached;
-                        retire_empty(heap, p);
-                    } else {
-                        partial_push(heap, p);
-                    }
-                } else {
-                    let u = used - n;
-                    (*p).used = u;
-                    if u == 0 {
-                        partial_unlink(heap, p);
-                        retire_empty(heap, p);
-                    }
-                }
+                (*p).used -= n;
+                after_free(heap, p);
             }
             p = next;
         }
@@ -453,6 +447,36 @@ unsafe fn retire_empty(heap: *mut Heap, pool: *mut Pool) {
             (*heap).ncache += 1;
         } else {
             arena::release(pool);
+        }
+    }
+}
+
+/// Move a pool between lists after frees came back to it (`used` already lowered): a full
+/// pool becomes partial, an emptied non-current pool leaves the heap.
+///
+/// # Safety
+/// The calling thread owns `heap`, which owns `pool`; the pool's free list is not empty.
+unsafe fn after_free(heap: *mut Heap, pool: *mut Pool) {
+    // SAFETY: as stated.
+    unsafe {
+        match (*pool).state {
+            // The bias keeps `used` above zero; an empty list only meant it was drained.
+            State::Current => {}
+            State::Full => {
+                if (*pool).used == 0 {
+                    (*pool).state = State::Detached;
+                    retire_empty(heap, pool);
+                } else {
+                    partial_push(heap, pool);
+                }
+            }
+            State::Partial => {
+                if (*pool).used == 0 {
+                    partial_unlink(heap, pool);
+                    retire_empty(heap, pool);
+                }
+            }
+            State::Detached => debug_assert!(false, "free into a detached pool"),
         }
     }
 }
@@ -675,7 +699,7 @@ fn attach() -> *mut Heap {
 /// `h` is the calling thread's heap.
 pub unsafe fn detach(h: *mut Heap) {
     if tls::get() == h {
-        tls::set(ptr::null_mut());
+        tls::set(empty_heap());
     }
     // SAFETY: we own `h` until it is on the abandoned list.
     unsafe {
@@ -742,18 +766,14 @@ fn reclaim_abandoned() {
     }
 }
 
-/// Give this thread's empty pools back and purge free pages (`pyalloc_collect`).
+/// Give this thread's empty pools back (cached ones and empty current ones), take back
+/// remote frees into an idle heap, and with `purge` return free pages to the OS now
+/// (`pyalloc_collect`).
 pub fn collect(purge: bool) {
     let h = tls::get();
-    if !h.is_null() {
+    if h != empty_heap() {
         // SAFETY: this thread's heap.
-        unsafe {
-            collect_remote(h);
-            while (*h).ncache > 0 {
-                (*h).ncache -= 1;
-                arena::release((*h).cache[(*h).ncache]);
-            }
-        }
+        unsafe { trim(h) };
     }
     reclaim_abandoned();
     if purge {

@@ -1,6 +1,6 @@
 //! Process and thread start and stop: options at load, the thread-exit hook, fork safety.
 
-use crate::{arena, domain, heap, options, report};
+use crate::{arena, domain, heap, meta, options, pagemap, report};
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
@@ -77,22 +77,31 @@ extern "C" fn thread_exit(h: *mut c_void) {
     }
 }
 
+// Every lock of the slow paths is held across fork(), so that the child never inherits one
+// taken by a thread that does not exist there. Order: heaps, arenas, descriptors, page map.
+
 extern "C" fn fork_prepare() {
     heap::fork_lock();
     arena::fork_lock();
+    meta::DESCRIPTORS.raw_lock();
+    pagemap::fork_lock();
 }
 
 extern "C" fn fork_parent() {
-    // SAFETY: fork_prepare took both locks.
+    // SAFETY: fork_prepare took all four locks.
     unsafe {
+        pagemap::fork_unlock();
+        meta::DESCRIPTORS.raw_unlock();
         arena::fork_unlock();
         heap::fork_parent();
     }
 }
 
 extern "C" fn fork_child() {
-    // SAFETY: fork_prepare took both locks; only this thread exists in the child.
+    // SAFETY: fork_prepare took all four locks; only this thread exists in the child.
     unsafe {
+        pagemap::fork_unlock();
+        meta::DESCRIPTORS.raw_unlock();
         arena::fork_unlock();
         heap::fork_child();
     }

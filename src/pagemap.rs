@@ -26,6 +26,19 @@ type Leaf = [AtomicPtr<Pool>; LEAF_LEN];
 static TOP: [AtomicPtr<Leaf>; TOP_LEN] = [const { AtomicPtr::new(ptr::null_mut()) }; TOP_LEN];
 static GROW: SpinLock<()> = SpinLock::new(());
 
+/// As [`lookup`], for the free fast path: the top index is masked instead of bounds-checked,
+/// so an address above 2^49 (never a user-space address on x86-64 Linux, whose mappings end
+/// at 2^47 unless a program asks for 5-level-paging addresses) may alias a lower one.
+#[inline(always)]
+pub fn lookup_fast(p: usize) -> *mut Pool {
+    let leaf = TOP[(p >> LEAF_SHIFT) & (TOP_LEN - 1)].load(Ordering::Acquire);
+    if leaf.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: leaves are never freed once published, and the index is below LEAF_LEN.
+    unsafe { (*leaf)[(p >> POOL_SHIFT) & (LEAF_LEN - 1)].load(Ordering::Relaxed) }
+}
+
 /// The descriptor owning address `p`, or null if no pool or large block of ours covers it.
 #[inline(always)]
 pub fn lookup(p: usize) -> *mut Pool {
@@ -65,6 +78,20 @@ pub fn set(p: usize, pool: *mut Pool) -> bool {
     // SAFETY: as in `lookup`; a zero-filled mapping is a valid array of null AtomicPtrs.
     unsafe { (*leaf)[(p >> POOL_SHIFT) & (LEAF_LEN - 1)].store(pool, Ordering::Release) };
     true
+}
+
+/// Hold the leaf lock across `fork()`.
+pub fn fork_lock() {
+    GROW.raw_lock();
+}
+
+/// Release it after `fork()`.
+///
+/// # Safety
+/// Called once after [`fork_lock`].
+pub unsafe fn fork_unlock() {
+    // SAFETY: fork_lock took it without a guard.
+    unsafe { GROW.raw_unlock() };
 }
 
 /// Whether `p` fits the address range the page map covers.

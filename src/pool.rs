@@ -13,8 +13,6 @@ pub struct Block {
     pub next: *mut Block,
 }
 
-/// `used` flag: the pool has no free block and is linked nowhere.
-pub const FULL: u32 = 1 << 31;
 /// Added to `used` while a pool is its heap's current pool, so frees never see it empty.
 pub const CURRENT_BIAS: u32 = 1;
 
@@ -51,7 +49,8 @@ pub enum State {
     Current = 1,
     /// In the heap's partial list: has free blocks.
     Partial = 2,
-    /// No free block (`used` carries [`FULL`]).
+    /// No free block and no never-used block left: linked nowhere until a free comes back.
+    /// (For pools not current, an empty free list means exactly this.)
     Full = 3,
 }
 
@@ -64,7 +63,7 @@ pub enum State {
 pub struct Pool {
     /// Local free list (hot: first field).
     pub free: *mut Block,
-    /// Blocks handed out and not yet freed back here, plus bias and flag (see above).
+    /// Blocks handed out and not yet freed back here, plus [`CURRENT_BIAS`] while current.
     pub used: u32,
     /// `domain * NUM_SLOTS + class`: index of this pool's statistics counters.
     pub stat_index: u16,

@@ -4,6 +4,9 @@
 //! every access (~3 ns, most of a malloc's budget). On x86-64 Linux we declare the slot
 //! ourselves in `.tbss` and read it with the initial-exec model (`@GOTTPOFF`: two
 //! instructions), as mimalloc and jemalloc do. Other targets use `thread_local!`.
+//!
+//! The slot starts out pointing at the shared, never-written empty heap (the TLS image is
+//! relocated before any thread copies it), so the fast path needs no null check.
 
 use crate::heap::Heap;
 
@@ -12,18 +15,19 @@ mod imp {
     use super::Heap;
 
     core::arch::global_asm!(
-        ".pushsection .tbss,\"awT\",@nobits",
+        ".pushsection .tdata,\"awT\",@progbits",
         ".p2align 3",
         ".hidden pyalloc_tls_heap_slot",
         ".globl pyalloc_tls_heap_slot",
         ".type pyalloc_tls_heap_slot, @object",
         ".size pyalloc_tls_heap_slot, 8",
         "pyalloc_tls_heap_slot:",
-        ".zero 8",
+        ".quad {empty}",
         ".popsection",
+        empty = sym crate::heap::EMPTY_HEAP,
     );
 
-    /// This thread's heap, or null before its first allocation.
+    /// This thread's heap, or the empty heap before its first allocation.
     #[inline(always)]
     pub fn get() -> *mut Heap {
         let v: *mut Heap;
@@ -62,12 +66,12 @@ mod imp {
     use core::cell::Cell;
 
     std::thread_local! {
-        static SLOT: Cell<*mut Heap> = const { Cell::new(core::ptr::null_mut()) };
+        static SLOT: Cell<*mut Heap> = Cell::new(crate::heap::empty_heap());
     }
 
     #[inline(always)]
     pub fn get() -> *mut Heap {
-        SLOT.try_with(|s| s.get()).unwrap_or(core::ptr::null_mut())
+        SLOT.try_with(|s| s.get()).unwrap_or(crate::heap::empty_heap())
     }
 
     #[inline]
@@ -80,14 +84,19 @@ pub use imp::{get, set};
 
 #[cfg(test)]
 mod tests {
+    use crate::heap::empty_heap;
+
     #[test]
-    fn slot_is_per_thread() {
+    fn slot_is_per_thread_and_starts_at_the_empty_heap() {
+        let other = std::thread::spawn(|| super::get() as usize).join().unwrap();
+        assert_eq!(other, empty_heap() as usize);
+        let saved = super::get();
         let mine = 0x1000 as *mut super::Heap;
         super::set(mine);
         assert_eq!(super::get(), mine);
         let other = std::thread::spawn(|| super::get() as usize).join().unwrap();
-        assert_eq!(other, 0);
-        super::set(core::ptr::null_mut());
-        assert!(super::get().is_null());
+        assert_eq!(other, empty_heap() as usize);
+        super::set(saved);
+        assert_eq!(super::get(), saved);
     }
 }

@@ -1,0 +1,64 @@
+# pyalloc: `make demo` builds and runs the example, `make test` runs every test.
+CARGO   ?= cargo
+CC      ?= cc
+CXX     ?= c++
+PREFIX  ?= /usr/local
+LIBDIR  := target/release
+BUILD   := build
+PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+
+.PHONY: all lib header header-check header-compile demo test rust-test lint c-test install clean
+
+all: lib
+
+lib:
+	$(CARGO) build --release
+
+# Copy the freshly generated header into include/ (commit the result).
+header: lib
+	cp target/pyalloc.h include/pyalloc.h
+
+# Fail if the committed header differs from a fresh generation.
+header-check: lib
+	@diff -u include/pyalloc.h target/pyalloc.h && echo "header-check: include/pyalloc.h is up to date"
+
+# The header compiles as C99 and C++ with -Wall -Wextra -Werror, alone and with Python.h in both orders.
+header-compile: lib
+	@mkdir -p $(BUILD)
+	$(CC) -std=c99 -Wall -Wextra -Werror -pedantic -Iinclude -DPYALLOC_NO_PYTHON_H -c c_tests/header_use.c -o $(BUILD)/header_c99.o
+	$(CXX) -std=c++11 -Wall -Wextra -Werror -Iinclude -DPYALLOC_NO_PYTHON_H -x c++ -c c_tests/header_use.c -o $(BUILD)/header_cxx.o
+	@if [ -n "$(PY_INC)" ] && [ -f "$(PY_INC)/Python.h" ]; then \
+	  $(CC) -Wall -Wextra -Werror -Iinclude -I$(PY_INC) -DPYALLOC_FIRST -c c_tests/header_python.c -o $(BUILD)/hp1.o && \
+	  $(CC) -Wall -Wextra -Werror -Iinclude -I$(PY_INC) -c c_tests/header_python.c -o $(BUILD)/hp2.o && \
+	  $(CXX) -Wall -Wextra -Werror -Iinclude -I$(PY_INC) -x c++ -c c_tests/header_python.c -o $(BUILD)/hp3.o && \
+	  echo "header-compile: C99, C++, and with Python.h ($(PY_INC)) in both orders: ok"; \
+	else echo "header-compile: C99 and C++ ok (no Python.h found for the combined check)"; fi
+
+demo: lib
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -O2 -Wall -Wextra -Iinclude examples/demo.c -o $(BUILD)/demo -L$(LIBDIR) -lpyalloc -Wl,-rpath,$(CURDIR)/$(LIBDIR) -pthread
+	./$(BUILD)/demo
+
+rust-test:
+	$(CARGO) test --release
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+c-test: lib
+	./c_tests/run.sh
+
+test: rust-test lint header-check header-compile c-test
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/pyalloc.h $(DESTDIR)$(PREFIX)/include/pyalloc.h
+	install -m 755 $(LIBDIR)/libpyalloc.so $(DESTDIR)$(PREFIX)/lib/libpyalloc.so
+	install -m 644 $(LIBDIR)/libpyalloc.a $(DESTDIR)$(PREFIX)/lib/libpyalloc.a
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' pyalloc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/pyalloc.pc
+
+clean:
+	$(CARGO) clean
+	rm -rf $(BUILD)

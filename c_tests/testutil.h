@@ -1,0 +1,109 @@
+/* Shared helpers for the C tests: the three domains as tables of functions, byte patterns that
+ * tell blocks apart, a small PRNG, and the block size pyalloc gives a request. */
+#ifndef PYALLOC_TESTUTIL_H
+#define PYALLOC_TESTUTIL_H
+
+#include "pyalloc.h"
+#include <stdint.h>
+#include <string.h>
+
+/* One domain's public API. */
+typedef struct {
+    const char *name;
+    int domain;
+    void *(*malloc)(size_t);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    void (*free)(void *);
+} api_t;
+
+static const api_t APIS[3] = {
+    {"raw", PYALLOC_DOMAIN_RAW, PyMem_RawMalloc, PyMem_RawCalloc, PyMem_RawRealloc, PyMem_RawFree},
+    {"mem", PYALLOC_DOMAIN_MEM, PyMem_Malloc, PyMem_Calloc, PyMem_Realloc, PyMem_Free},
+    {"object", PYALLOC_DOMAIN_OBJ, PyObject_Malloc, PyObject_Calloc, PyObject_Realloc, PyObject_Free},
+};
+
+/* xorshift64*: deterministic, good enough to pick sizes and operations. */
+static inline uint64_t rng_next(uint64_t *s) {
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* Uniform in [lo, hi]. */
+static inline size_t rng_range(uint64_t *s, size_t lo, size_t hi) {
+    return lo + (size_t)(rng_next(s) % (uint64_t)(hi - lo + 1));
+}
+
+/* Byte i of the pattern identified by seed (differs between seeds and along the block). */
+static inline unsigned char pattern_byte(uint32_t seed, size_t i) {
+    uint64_t x = (uint64_t)seed * 0x9E3779B97F4A7C15ULL + (uint64_t)i * 0xBF58476D1CE4E5B9ULL;
+    return (unsigned char)(x >> 56) ^ (unsigned char)i;
+}
+
+static inline void fill_bytes(void *p, size_t n, uint32_t seed) {
+    unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) b[i] = pattern_byte(seed, i);
+}
+
+/* Index of the first byte that differs from the pattern, or n if all match. */
+static inline size_t check_bytes(const void *p, size_t n, uint32_t seed) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i] != pattern_byte(seed, i)) return i;
+    return n;
+}
+
+/* A faster pattern for big blocks: 8-byte words (word i = mix(seed, i)), then the tail bytes.
+ * Works on any 16-byte aligned block. */
+static inline uint64_t pattern_word(uint32_t seed, size_t i) {
+    uint64_t x = ((uint64_t)seed << 32 | seed) ^ ((uint64_t)i * 0x9E3779B97F4A7C15ULL);
+    return x ^ (x >> 29);
+}
+
+static inline void fill_words(void *p, size_t n, uint32_t seed) {
+    uint64_t *w = p;
+    size_t nw = n / 8;
+    for (size_t i = 0; i < nw; i++) w[i] = pattern_word(seed, i);
+    unsigned char *b = p;
+    for (size_t i = nw * 8; i < n; i++) b[i] = (unsigned char)(seed + i);
+}
+
+/* 1 if the first n bytes hold the word pattern of seed. */
+static inline int check_words(const void *p, size_t n, uint32_t seed) {
+    const uint64_t *w = p;
+    size_t nw = n / 8;
+    for (size_t i = 0; i < nw; i++)
+        if (w[i] != pattern_word(seed, i)) return 0;
+    const unsigned char *b = p;
+    for (size_t i = nw * 8; i < n; i++)
+        if (b[i] != (unsigned char)(seed + i)) return 0;
+    return 1;
+}
+
+/* 1 if all n bytes are zero. */
+static inline int all_zero(const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++)
+        if (b[i]) return 0;
+    return 1;
+}
+
+/* The block size pyalloc serves a request of n bytes with: 16-byte steps up to 512, four
+ * classes per doubling up to 65536, above that the request rounded up to 4096. */
+static inline size_t expected_block_size(size_t n) {
+    if (n == 0) return 16;
+    if (n <= 512) return (n + 15) & ~(size_t)15;
+    if (n <= 65536) {
+        size_t lo = 512; /* classes in (lo, 2 lo] are lo + k * lo / 4, k = 1..4 */
+        while (n > 2 * lo) lo *= 2;
+        size_t step = lo / 4;
+        return lo + (n - lo + step - 1) / step * step;
+    }
+    return (n + 4095) & ~(size_t)4095;
+}
+
+#endif

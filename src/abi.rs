@@ -31,9 +31,12 @@ pub struct PyMemAllocatorEx {
     /// Allocate a memory block.
     pub malloc: Option<unsafe extern "C" fn(ctx: *mut c_void, size: usize) -> *mut c_void>,
     /// Allocate a memory block initialized by zeros.
-    pub calloc: Option<unsafe extern "C" fn(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_void>,
+    pub calloc:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_void>,
     /// Allocate or resize a memory block.
-    pub realloc: Option<unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut c_void, new_size: usize) -> *mut c_void>,
+    pub realloc: Option<
+        unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut c_void, new_size: usize) -> *mut c_void,
+    >,
     /// Release a memory block.
     pub free: Option<unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut c_void)>,
 }
@@ -105,4 +108,3 @@ pub struct pyalloc_stats {
     /// Pointers not owned by pyalloc handed to libc free/realloc (compat mode).
     pub foreign_frees: u64,
 }
-

@@ -55,7 +55,6 @@ const _: () = assert!(core::mem::size_of::<Arena>() <= POOL_SIZE);
 pub type ArenaAlloc = unsafe extern "C" fn(ctx: *mut c_void, size: usize) -> *mut c_void;
 pub type ArenaFree = unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut c_void, size: usize);
 
-
 /// The default arena allocator: an anonymous mapping aligned to its size.
 ///
 /// # Safety
@@ -109,8 +108,14 @@ pub fn get_allocator() -> PyObjectArenaAllocator {
 /// allocator that made them).
 pub fn set_allocator(a: &PyObjectArenaAllocator) {
     ALLOCATOR.ctx.store(a.ctx, Ordering::Release);
-    ALLOCATOR.alloc.store(a.alloc.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
-    ALLOCATOR.free.store(a.free.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
+    ALLOCATOR.alloc.store(
+        a.alloc.map_or(ptr::null_mut(), |f| f as *mut ()),
+        Ordering::Release,
+    );
+    ALLOCATOR.free.store(
+        a.free.map_or(ptr::null_mut(), |f| f as *mut ()),
+        Ordering::Release,
+    );
 }
 
 /// Global arena bookkeeping.
@@ -318,7 +323,8 @@ fn new_arena() -> *mut Arena {
                 all_prev: ptr::null_mut(),
                 alloc_ctx: alloc.ctx,
                 alloc_free: alloc.free,
-                purgeable: alloc.alloc.map(|f| f as *const ()) == Some(default_arena_alloc as *const ()),
+                purgeable: alloc.alloc.map(|f| f as *const ())
+                    == Some(default_arena_alloc as *const ()),
                 pools: [const { Pool::EMPTY }; UNITS_PER_ARENA],
             },
         );

@@ -25,19 +25,35 @@ pub enum Op {
 
 /// CPython's function names, by domain and operation.
 pub const API: [[&str; 4]; 3] = [
-    ["PyMem_RawMalloc", "PyMem_RawCalloc", "PyMem_RawRealloc", "PyMem_RawFree"],
-    ["PyMem_Malloc", "PyMem_Calloc", "PyMem_Realloc", "PyMem_Free"],
-    ["PyObject_Malloc", "PyObject_Calloc", "PyObject_Realloc", "PyObject_Free"],
+    [
+        "PyMem_RawMalloc",
+        "PyMem_RawCalloc",
+        "PyMem_RawRealloc",
+        "PyMem_RawFree",
+    ],
+    [
+        "PyMem_Malloc",
+        "PyMem_Calloc",
+        "PyMem_Realloc",
+        "PyMem_Free",
+    ],
+    [
+        "PyObject_Malloc",
+        "PyObject_Calloc",
+        "PyObject_Realloc",
+        "PyObject_Free",
+    ],
 ];
 
 /// Human names of the domains.
 pub const NAMES: [&str; 3] = ["raw", "mem", "object"];
 
 pub type MallocFn = unsafe extern "C" fn(ctx: *mut c_void, size: usize) -> *mut c_void;
-pub type CallocFn = unsafe extern "C" fn(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_void;
-pub type ReallocFn = unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut c_void, new_size: usize) -> *mut c_void;
+pub type CallocFn =
+    unsafe extern "C" fn(ctx: *mut c_void, nelem: usize, elsize: usize) -> *mut c_void;
+pub type ReallocFn =
+    unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut c_void, new_size: usize) -> *mut c_void;
 pub type FreeFn = unsafe extern "C" fn(ctx: *mut c_void, ptr: *mut c_void);
-
 
 /// One domain's dispatch table. Function pointers are stored type-erased so the table can be
 /// a static initialised with pyalloc's own functions.
@@ -55,23 +71,36 @@ pub struct Table {
 
 /// # Safety
 /// Any size; `ctx` is ignored.
-pub unsafe extern "C" fn table_malloc<const D: usize>(_ctx: *mut c_void, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn table_malloc<const D: usize>(
+    _ctx: *mut c_void,
+    size: usize,
+) -> *mut c_void {
     heap::malloc::<D>(size).cast()
 }
 /// # Safety
 /// Any sizes; `ctx` is ignored.
-pub unsafe extern "C" fn table_calloc<const D: usize>(_ctx: *mut c_void, n: usize, size: usize) -> *mut c_void {
+pub unsafe extern "C" fn table_calloc<const D: usize>(
+    _ctx: *mut c_void,
+    n: usize,
+    size: usize,
+) -> *mut c_void {
     heap::calloc::<D>(n, size).cast()
 }
 /// # Safety
 /// `p` is null or a live block of this domain.
-pub unsafe extern "C" fn table_realloc<const D: usize>(_ctx: *mut c_void, p: *mut c_void, size: usize) -> *mut c_void {
-    heap::realloc::<D>(p.cast(), size).cast()
+pub unsafe extern "C" fn table_realloc<const D: usize>(
+    _ctx: *mut c_void,
+    p: *mut c_void,
+    size: usize,
+) -> *mut c_void {
+    // SAFETY: the caller's contract is realloc's.
+    unsafe { heap::realloc::<D>(p.cast(), size).cast() }
 }
 /// # Safety
 /// `p` is null or a live block of this domain.
 pub unsafe extern "C" fn table_free<const D: usize>(_ctx: *mut c_void, p: *mut c_void) {
-    heap::free::<D>(p.cast())
+    // SAFETY: the caller's contract is free's.
+    unsafe { heap::free::<D>(p.cast()) }
 }
 
 // The raw domain routed to libc (PYALLOC_RAW=libc), with CPython's size-0 rule.
@@ -87,7 +116,11 @@ unsafe extern "C" fn libc_calloc(_ctx: *mut c_void, n: usize, size: usize) -> *m
     if size != 0 && n > crate::config::MAX_REQUEST / size {
         return ptr::null_mut();
     }
-    let (n, size) = if n == 0 || size == 0 { (1, 1) } else { (n, size) };
+    let (n, size) = if n == 0 || size == 0 {
+        (1, 1)
+    } else {
+        (n, size)
+    };
     // SAFETY: plain libc call.
     unsafe { libc::calloc(n, size) }
 }
@@ -148,9 +181,15 @@ pub fn get(d: usize) -> PyMemAllocatorEx {
     unsafe {
         PyMemAllocatorEx {
             ctx: t.ctx.load(Ordering::Acquire),
-            malloc: core::mem::transmute::<*mut (), Option<MallocFn>>(t.malloc.load(Ordering::Acquire)),
-            calloc: core::mem::transmute::<*mut (), Option<CallocFn>>(t.calloc.load(Ordering::Acquire)),
-            realloc: core::mem::transmute::<*mut (), Option<ReallocFn>>(t.realloc.load(Ordering::Acquire)),
+            malloc: core::mem::transmute::<*mut (), Option<MallocFn>>(
+                t.malloc.load(Ordering::Acquire),
+            ),
+            calloc: core::mem::transmute::<*mut (), Option<CallocFn>>(
+                t.calloc.load(Ordering::Acquire),
+            ),
+            realloc: core::mem::transmute::<*mut (), Option<ReallocFn>>(
+                t.realloc.load(Ordering::Acquire),
+            ),
             free: core::mem::transmute::<*mut (), Option<FreeFn>>(t.free.load(Ordering::Acquire)),
         }
     }
@@ -179,26 +218,54 @@ pub fn set(d: usize, a: &PyMemAllocatorEx) {
     }
     let t = &TABLES[d];
     t.ctx.store(a.ctx, Ordering::Release);
-    t.malloc.store(a.malloc.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
-    t.calloc.store(a.calloc.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
-    t.realloc.store(a.realloc.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
-    t.free.store(a.free.map_or(ptr::null_mut(), |f| f as *mut ()), Ordering::Release);
+    t.malloc.store(
+        a.malloc.map_or(ptr::null_mut(), |f| f as *mut ()),
+        Ordering::Release,
+    );
+    t.calloc.store(
+        a.calloc.map_or(ptr::null_mut(), |f| f as *mut ()),
+        Ordering::Release,
+    );
+    t.realloc.store(
+        a.realloc.map_or(ptr::null_mut(), |f| f as *mut ()),
+        Ordering::Release,
+    );
+    t.free.store(
+        a.free.map_or(ptr::null_mut(), |f| f as *mut ()),
+        Ordering::Release,
+    );
     if own {
         HOOKED.fetch_and(!(1 << d), Ordering::SeqCst);
     }
 }
 
 fn own_malloc(d: usize) -> *const () {
-    [table_malloc::<RAW> as *const (), table_malloc::<MEM> as *const (), table_malloc::<OBJ> as *const ()][d]
+    [
+        table_malloc::<RAW> as *const (),
+        table_malloc::<MEM> as *const (),
+        table_malloc::<OBJ> as *const (),
+    ][d]
 }
 fn own_calloc(d: usize) -> *const () {
-    [table_calloc::<RAW> as *const (), table_calloc::<MEM> as *const (), table_calloc::<OBJ> as *const ()][d]
+    [
+        table_calloc::<RAW> as *const (),
+        table_calloc::<MEM> as *const (),
+        table_calloc::<OBJ> as *const (),
+    ][d]
 }
 fn own_realloc(d: usize) -> *const () {
-    [table_realloc::<RAW> as *const (), table_realloc::<MEM> as *const (), table_realloc::<OBJ> as *const ()][d]
+    [
+        table_realloc::<RAW> as *const (),
+        table_realloc::<MEM> as *const (),
+        table_realloc::<OBJ> as *const (),
+    ][d]
 }
 fn own_free(d: usize) -> *const () {
-    [table_free::<RAW> as *const (), table_free::<MEM> as *const (), table_free::<OBJ> as *const ()][d]
+    [
+        table_free::<RAW> as *const (),
+        table_free::<MEM> as *const (),
+        table_free::<OBJ> as *const (),
+    ][d]
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -242,9 +309,7 @@ pub fn wrong_domain(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize)
 pub fn not_a_block(asked: usize, op: Op, p: *mut u8, size: usize) -> ! {
     fatal(format_args!(
         "{}({:p}): not the start of a block: the address lies inside a pool of {}-byte blocks",
-        API[asked][op as usize],
-        p,
-        size
+        API[asked][op as usize], p, size
     ))
 }
 
@@ -252,8 +317,7 @@ pub fn not_a_block(asked: usize, op: Op, p: *mut u8, size: usize) -> ! {
 pub fn not_allocated(asked: usize, op: Op, p: *mut u8) -> ! {
     fatal(format_args!(
         "{}({:p}): the block is not allocated: its pool is free (double free or stale pointer)",
-        API[asked][op as usize],
-        p
+        API[asked][op as usize], p
     ))
 }
 

@@ -46,7 +46,9 @@ fn dispatch_malloc<const D: usize>(size: usize) -> *mut c_void {
         return ptr::null_mut();
     }
     // SAFETY: the slot holds a function of this type (domain::set), called with its context.
-    unsafe { core::mem::transmute::<*mut (), domain::MallocFn>(f)(t.ctx.load(Ordering::Acquire), size) }
+    unsafe {
+        core::mem::transmute::<*mut (), domain::MallocFn>(f)(t.ctx.load(Ordering::Acquire), size)
+    }
 }
 
 #[inline(always)]
@@ -63,13 +65,22 @@ fn dispatch_calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut c_void {
         return ptr::null_mut();
     }
     // SAFETY: as in dispatch_malloc.
-    unsafe { core::mem::transmute::<*mut (), domain::CallocFn>(f)(t.ctx.load(Ordering::Acquire), nelem, elsize) }
+    unsafe {
+        core::mem::transmute::<*mut (), domain::CallocFn>(f)(
+            t.ctx.load(Ordering::Acquire),
+            nelem,
+            elsize,
+        )
+    }
 }
 
+/// # Safety
+/// `p` is null or a live block of domain `D`'s allocator.
 #[inline(always)]
-fn dispatch_realloc<const D: usize>(p: *mut c_void, size: usize) -> *mut c_void {
+unsafe fn dispatch_realloc<const D: usize>(p: *mut c_void, size: usize) -> *mut c_void {
     if domain::is_own::<D>() {
-        return heap::realloc::<D>(p.cast(), size).cast();
+        // SAFETY: the caller's contract.
+        return unsafe { heap::realloc::<D>(p.cast(), size).cast() };
     }
     let t = &domain::TABLES[D];
     let f = t.realloc.load(Ordering::Acquire);
@@ -77,13 +88,22 @@ fn dispatch_realloc<const D: usize>(p: *mut c_void, size: usize) -> *mut c_void 
         return ptr::null_mut();
     }
     // SAFETY: as in dispatch_malloc.
-    unsafe { core::mem::transmute::<*mut (), domain::ReallocFn>(f)(t.ctx.load(Ordering::Acquire), p, size) }
+    unsafe {
+        core::mem::transmute::<*mut (), domain::ReallocFn>(f)(
+            t.ctx.load(Ordering::Acquire),
+            p,
+            size,
+        )
+    }
 }
 
+/// # Safety
+/// `p` is null or a live block of domain `D`'s allocator.
 #[inline(always)]
-fn dispatch_free<const D: usize>(p: *mut c_void) {
+unsafe fn dispatch_free<const D: usize>(p: *mut c_void) {
     if domain::is_own::<D>() {
-        return heap::free::<D>(p.cast());
+        // SAFETY: the caller's contract.
+        return unsafe { heap::free::<D>(p.cast()) };
     }
     let t = &domain::TABLES[D];
     let f = t.free.load(Ordering::Acquire);
@@ -118,7 +138,8 @@ pub extern "C" fn PyMem_RawCalloc(nelem: usize, elsize: usize) -> *mut c_void {
 #[cfg(not(pyalloc_hide_cpython_api))]
 #[no_mangle]
 pub unsafe extern "C" fn PyMem_RawRealloc(ptr: *mut c_void, new_size: usize) -> *mut c_void {
-    dispatch_realloc::<RAW>(ptr, new_size)
+    // SAFETY: the caller's contract.
+    unsafe { dispatch_realloc::<RAW>(ptr, new_size) }
 }
 
 /// Free a raw-domain block.
@@ -128,7 +149,8 @@ pub unsafe extern "C" fn PyMem_RawRealloc(ptr: *mut c_void, new_size: usize) -> 
 #[cfg(not(pyalloc_hide_cpython_api))]
 #[no_mangle]
 pub unsafe extern "C" fn PyMem_RawFree(ptr: *mut c_void) {
-    dispatch_free::<RAW>(ptr)
+    // SAFETY: the caller's contract.
+    unsafe { dispatch_free::<RAW>(ptr) }
 }
 
 /// Allocate `size` bytes from the mem domain.
@@ -152,7 +174,8 @@ pub extern "C" fn PyMem_Calloc(nelem: usize, elsize: usize) -> *mut c_void {
 #[cfg(not(pyalloc_hide_cpython_api))]
 #[no_mangle]
 pub unsafe extern "C" fn PyMem_Realloc(ptr: *mut c_void, new_size: usize) -> *mut c_void {
-    dispatch_realloc::<MEM>(ptr, new_size)
+    // SAFETY: the caller's contract.
+    unsafe { dispatch_realloc::<MEM>(ptr, new_size) }
 }
 
 /// Free a mem-domain block.
@@ -162,7 +185,8 @@ pub unsafe extern "C" fn PyMem_Realloc(ptr: *mut c_void, new_size: usize) -> *mu
 #[cfg(not(pyalloc_hide_cpython_api))]
 #[no_mangle]
 pub unsafe extern "C" fn PyMem_Free(ptr: *mut c_void) {
-    dispatch_free::<MEM>(ptr)
+    // SAFETY: the caller's contract.
+    unsafe { dispatch_free::<MEM>(ptr) }
 }
 
 /// Allocate `size` bytes from the object domain.
@@ -186,7 +210,8 @@ pub extern "C" fn PyObject_Calloc(nelem: usize, elsize: usize) -> *mut c_void {
 #[cfg(not(pyalloc_hide_cpython_api))]
 #[no_mangle]
 pub unsafe extern "C" fn PyObject_Realloc(ptr: *mut c_void, new_size: usize) -> *mut c_void {
-    dispatch_realloc::<OBJ>(ptr, new_size)
+    // SAFETY: the caller's contract.
+    unsafe { dispatch_realloc::<OBJ>(ptr, new_size) }
 }
 
 /// Free an object-domain block.
@@ -196,7 +221,8 @@ pub unsafe extern "C" fn PyObject_Realloc(ptr: *mut c_void, new_size: usize) -> 
 #[cfg(not(pyalloc_hide_cpython_api))]
 #[no_mangle]
 pub unsafe extern "C" fn PyObject_Free(ptr: *mut c_void) {
-    dispatch_free::<OBJ>(ptr)
+    // SAFETY: the caller's contract.
+    unsafe { dispatch_free::<OBJ>(ptr) }
 }
 
 /// Copy a domain's allocator into `*allocator` (all fields NULL for an unknown domain).
@@ -205,14 +231,23 @@ pub unsafe extern "C" fn PyObject_Free(ptr: *mut c_void) {
 /// `allocator` is NULL or points to writable memory for a `PyMemAllocatorEx`.
 #[cfg(not(pyalloc_hide_cpython_api))]
 #[no_mangle]
-pub unsafe extern "C" fn PyMem_GetAllocator(domain: PyMemAllocatorDomain, allocator: *mut PyMemAllocatorEx) {
+pub unsafe extern "C" fn PyMem_GetAllocator(
+    domain: PyMemAllocatorDomain,
+    allocator: *mut PyMemAllocatorEx,
+) {
     if allocator.is_null() {
         return;
     }
     let a = if (domain as usize) < 3 {
         domain::get(domain as usize)
     } else {
-        PyMemAllocatorEx { ctx: ptr::null_mut(), malloc: None, calloc: None, realloc: None, free: None }
+        PyMemAllocatorEx {
+            ctx: ptr::null_mut(),
+            malloc: None,
+            calloc: None,
+            realloc: None,
+            free: None,
+        }
     };
     // SAFETY: the caller provides a writable PyMemAllocatorEx.
     unsafe { allocator.write(a) };
@@ -225,7 +260,10 @@ pub unsafe extern "C" fn PyMem_GetAllocator(domain: PyMemAllocatorDomain, alloca
 /// domain's contract.
 #[cfg(not(pyalloc_hide_cpython_api))]
 #[no_mangle]
-pub unsafe extern "C" fn PyMem_SetAllocator(domain: PyMemAllocatorDomain, allocator: *mut PyMemAllocatorEx) {
+pub unsafe extern "C" fn PyMem_SetAllocator(
+    domain: PyMemAllocatorDomain,
+    allocator: *mut PyMemAllocatorEx,
+) {
     if allocator.is_null() || domain as usize >= 3 {
         return;
     }
@@ -336,7 +374,11 @@ pub extern "C" fn pyalloc_collect(purge: c_int) {
 /// mode, or -1 (and changes nothing) for an unknown mode.
 #[no_mangle]
 pub extern "C" fn pyalloc_set_check_mode(mode: c_int) -> c_int {
-    let previous = if domain::strict() { PYALLOC_CHECK_STRICT } else { PYALLOC_CHECK_COMPAT };
+    let previous = if domain::strict() {
+        PYALLOC_CHECK_STRICT
+    } else {
+        PYALLOC_CHECK_COMPAT
+    };
     match mode {
         PYALLOC_CHECK_STRICT => domain::set_compat(false),
         PYALLOC_CHECK_COMPAT => domain::set_compat(true),

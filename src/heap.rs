@@ -16,7 +16,9 @@
 
 use crate::config::*;
 use crate::domain::{self, Op};
-use crate::pool::{self, Block, Kind, Pool, State, CURRENT_BIAS, HEAP_ALIGN, TAG_CACHED, TAG_FREE, TAG_LARGE};
+use crate::pool::{
+    self, Block, Kind, Pool, State, CURRENT_BIAS, HEAP_ALIGN, TAG_CACHED, TAG_FREE, TAG_LARGE,
+};
 use crate::size_class::{block_size, class_of, pool_capacity, pool_units, small_index};
 use crate::{arena, init, large, meta::MetaPool, pagemap, stats, sync::SpinLock, tls};
 use core::ptr;
@@ -152,7 +154,8 @@ fn malloc_slow<const D: usize>(mut heap: *mut Heap, size: usize) -> *mut u8 {
         }
     }
     if size > MEDIUM_MAX {
-        return large::alloc(heap, D, size);
+        // SAFETY: `heap` is this thread's heap.
+        return unsafe { large::alloc(heap, D, size) };
     }
     let c = if size == 0 { 1 } else { class_of(size) };
     // SAFETY: `heap` is this thread's heap.
@@ -164,7 +167,7 @@ fn malloc_slow<const D: usize>(mut heap: *mut Heap, size: usize) -> *mut u8 {
 /// # Safety
 /// The calling thread owns `heap`.
 unsafe fn alloc_from_class(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
-    // SAFETY (whole body): the caller owns `heap`, so its pools' local fields are ours.
+    // SAFETY: (whole body) the caller owns `heap`, so its pools' local fields are ours.
     unsafe {
         loop {
             let pool = (*heap).pools[d][c];
@@ -239,7 +242,7 @@ unsafe fn extend(pool: *mut Pool) {
 /// # Safety
 /// The calling thread owns `heap`.
 unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
-    // SAFETY (whole body): the caller owns `heap`; the pool comes to us detached.
+    // SAFETY: (whole body) the caller owns `heap`; the pool comes to us detached.
     unsafe {
         let units = pool_units(c);
         let p = if units == 1 && (*heap).ncache > 0 {
@@ -280,8 +283,11 @@ unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
 // free
 
 /// Free `p` through domain `D`.
+///
+/// # Safety
+/// As for [`realloc`].
 #[inline(always)]
-pub fn free<const D: usize>(p: *mut u8) {
+pub unsafe fn free<const D: usize>(p: *mut u8) {
     let pool = pagemap::lookup_fast(p as usize);
     let heap = tls::get();
     if !pool.is_null() {
@@ -383,7 +389,12 @@ unsafe fn remote_free(owner: *mut Heap, pool: *mut Pool, b: *mut Block) {
         let mut old = (*pool).thread_free.load(Ordering::Relaxed);
         loop {
             (*b).next = old;
-            match (*pool).thread_free.compare_exchange_weak(old, b, Ordering::Release, Ordering::Relaxed) {
+            match (*pool).thread_free.compare_exchange_weak(
+                old,
+                b,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(cur) => old = cur,
             }
@@ -393,7 +404,12 @@ unsafe fn remote_free(owner: *mut Heap, pool: *mut Pool, b: *mut Block) {
             let mut head = (*owner).remote.load(Ordering::Relaxed);
             loop {
                 (*pool).next_remote.store(head, Ordering::Relaxed);
-                match (*owner).remote.compare_exchange_weak(head, pool, Ordering::Release, Ordering::Relaxed) {
+                match (*owner).remote.compare_exchange_weak(
+                    head,
+                    pool,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => break,
                     Err(cur) => head = cur,
                 }
@@ -532,7 +548,11 @@ unsafe fn partial_pop(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
 // realloc, calloc, queries
 
 /// Resize `p` in domain `D` (CPython's realloc contract).
-pub fn realloc<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
+///
+/// # Safety
+/// `p` is null or a pointer returned by this allocator and not freed since (anything else is
+/// reported when it can be detected: foreign pointers, wrong domains, freed pools).
+pub unsafe fn realloc<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
     if p.is_null() {
         return malloc::<D>(n);
     }
@@ -577,7 +597,13 @@ pub fn realloc<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
 ///
 /// # Safety
 /// `p` is a live block of `pool` (usable size `old`) whose tag is `tag`.
-unsafe fn move_block<const D: usize>(p: *mut u8, old: usize, n: usize, pool: *mut Pool, tag: usize) -> *mut u8 {
+unsafe fn move_block<const D: usize>(
+    p: *mut u8,
+    old: usize,
+    n: usize,
+    pool: *mut Pool,
+    tag: usize,
+) -> *mut u8 {
     let q = malloc::<D>(n);
     if q.is_null() {
         return q;
@@ -605,16 +631,6 @@ pub fn calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut u8 {
         unsafe { ptr::write_bytes(p, 0, n) };
     }
     p
-}
-
-/// Free through the domain that owns `p` (used by compat mode and tests).
-pub fn free_any(p: *mut u8) {
-    match domain_of(p) {
-        Some(domain::RAW) => free::<{ domain::RAW }>(p),
-        Some(domain::MEM) => free::<{ domain::MEM }>(p),
-        Some(_) => free::<{ domain::OBJ }>(p),
-        None => {}
-    }
 }
 
 /// The domain that owns the block at `p`, answered from the page map and the pool descriptor
@@ -673,7 +689,12 @@ fn attach() -> *mut Heap {
                 let mut head = ALL_HEAPS.load(Ordering::Relaxed);
                 loop {
                     (*h).next_all.store(head, Ordering::Relaxed);
-                    match ALL_HEAPS.compare_exchange_weak(head, h, Ordering::Release, Ordering::Relaxed) {
+                    match ALL_HEAPS.compare_exchange_weak(
+                        head,
+                        h,
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    ) {
                         Ok(_) => break,
                         Err(cur) => head = cur,
                     }
@@ -743,7 +764,9 @@ unsafe fn trim(h: *mut Heap) {
 /// even when no new thread comes to adopt it.
 fn reclaim_abandoned() {
     let h = {
-        let Some(mut g) = HEAPS.try_lock() else { return };
+        let Some(mut g) = HEAPS.try_lock() else {
+            return;
+        };
         let h = g.abandoned;
         if h.is_null() {
             return;
@@ -834,4 +857,87 @@ pub unsafe fn fork_child() {
 pub unsafe fn fork_parent() {
     // SAFETY: taken by fork_lock.
     unsafe { HEAPS.raw_unlock() };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::OBJ;
+
+    fn desc(p: *mut u8) -> *mut Pool {
+        pagemap::lookup(p as usize)
+    }
+
+    #[test]
+    fn pools_go_current_full_partial_and_back() {
+        // A fresh thread, so the heap starts with no pool of this class.
+        std::thread::spawn(|| {
+            let c = class_of(48);
+            let cap = pool_capacity(c);
+            let blocks: Vec<usize> = (0..cap + 1).map(|_| malloc::<OBJ>(48) as usize).collect();
+            let first = desc(blocks[0] as *mut u8);
+            let last = desc(blocks[cap] as *mut u8);
+            // SAFETY: descriptors of our own live pools, read on the owning thread.
+            unsafe {
+                assert!(blocks[..cap].iter().all(|&b| desc(b as *mut u8) == first));
+                assert_ne!(first, last);
+                assert_eq!((*first).state, State::Full);
+                assert_eq!((*first).used, cap as u32);
+                assert_eq!((*last).state, State::Current);
+                assert_eq!((*last).used, 1 + CURRENT_BIAS);
+                free::<OBJ>(blocks[5] as *mut u8);
+                assert_eq!((*first).state, State::Partial);
+                assert_eq!((*first).used, cap as u32 - 1);
+                for (i, &b) in blocks[..cap].iter().enumerate() {
+                    if i != 5 {
+                        free::<OBJ>(b as *mut u8);
+                    }
+                }
+                // Emptied and not current: parked in the heap's cache.
+                assert_eq!((*first).tag(), TAG_CACHED);
+                assert_eq!(domain_of(blocks[0] as *mut u8), None);
+                free::<OBJ>(blocks[cap] as *mut u8);
+                // The current pool stays (empty) for the next allocation.
+                assert_eq!((*last).used, CURRENT_BIAS);
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn remote_frees_are_collected_by_the_owner() {
+        let (tx, rx) = std::sync::mpsc::channel::<usize>();
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<()>();
+        let owner = std::thread::spawn(move || {
+            let c = class_of(100);
+            let cap = pool_capacity(c);
+            let blocks: Vec<usize> = (0..cap).map(|_| malloc::<OBJ>(100) as usize).collect();
+            let pool = desc(blocks[0] as *mut u8);
+            for &b in &blocks {
+                tx.send(b).unwrap();
+            }
+            drop(tx);
+            back_rx.recv().unwrap();
+            // SAFETY: our own pool, read on the owning thread.
+            unsafe {
+                assert!(!(*pool).thread_free.load(Ordering::Acquire).is_null());
+                assert_eq!((*pool).used, cap as u32 + CURRENT_BIAS);
+                // The next allocation of the class drains the remote frees first.
+                let again = malloc::<OBJ>(100);
+                assert_eq!(desc(again), pool);
+                assert_eq!((*pool).used, 1 + CURRENT_BIAS);
+                free::<OBJ>(again);
+            }
+        });
+        let freer = std::thread::spawn(move || {
+            for b in rx {
+                // SAFETY: live blocks handed over by their owner.
+                unsafe { free::<OBJ>(b as *mut u8) };
+            }
+            back_tx.send(()).unwrap();
+        });
+        freer.join().unwrap();
+        owner.join().unwrap();
+    }
 }

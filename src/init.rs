@@ -30,7 +30,10 @@ pub fn ensure() {
 
 #[cold]
 fn init_slow() {
-    if STATE.compare_exchange(UNINIT, RUNNING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+    if STATE
+        .compare_exchange(UNINIT, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
         while STATE.load(Ordering::Acquire) != DONE {
             core::hint::spin_loop();
         }
@@ -46,7 +49,9 @@ fn init_slow() {
     // SAFETY: registering plain functions; the key outlives every thread.
     unsafe {
         if libc::pthread_key_create(&mut key, Some(thread_exit)) != 0 {
-            report::warn(format_args!("cannot create a thread-exit key; heaps of exited threads will not be reused"));
+            report::warn(format_args!(
+                "cannot create a thread-exit key; heaps of exited threads will not be reused"
+            ));
         }
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }

@@ -12,7 +12,10 @@ use core::ptr;
 use core::sync::atomic::Ordering;
 
 /// Allocate a large block of `size` bytes in domain `d`, zero-filled.
-pub fn alloc(heap: *mut Heap, d: usize, size: usize) -> *mut u8 {
+///
+/// # Safety
+/// `heap` is the calling thread's heap.
+pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize) -> *mut u8 {
     if size > MAX_REQUEST {
         return ptr::null_mut();
     }
@@ -91,7 +94,11 @@ pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
         if len == old {
             return p;
         }
-        let q = if os::remap_in_place(p, old, len) { p } else { os::remap_aligned(p, old, len, POOL_SIZE) };
+        let q = if os::remap_in_place(p, old, len) {
+            p
+        } else {
+            os::remap_aligned(p, old, len, POOL_SIZE)
+        };
         if q.is_null() {
             return q;
         }
@@ -99,7 +106,9 @@ pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
             pagemap::set(p as usize, ptr::null_mut());
             if !pagemap::set(q as usize, desc) {
                 // Cannot happen for an address the map covers; keep the block reachable.
-                crate::report::fatal(format_args!("large block moved to {q:p}, outside the page map"));
+                crate::report::fatal(format_args!(
+                    "large block moved to {q:p}, outside the page map"
+                ));
             }
         }
         (*desc).start = q;

@@ -26,7 +26,12 @@ impl MetaPool {
     /// Objects of `size` bytes (a multiple of 64, so every object is 64-byte aligned).
     pub const fn new(size: usize) -> Self {
         assert!(size % 64 == 0 && size <= CHUNK);
-        Self { size, free: ptr::null_mut(), bump: ptr::null_mut(), end: ptr::null_mut() }
+        Self {
+            size,
+            free: ptr::null_mut(),
+            bump: ptr::null_mut(),
+            end: ptr::null_mut(),
+        }
     }
 
     /// One zeroed object, or null when the OS refuses memory.

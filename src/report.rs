@@ -13,7 +13,11 @@ pub struct BufWriter<'a> {
 
 impl<'a> BufWriter<'a> {
     pub fn new(buf: &'a mut [u8]) -> Self {
-        Self { buf, len: 0, overflow: 0 }
+        Self {
+            buf,
+            len: 0,
+            overflow: 0,
+        }
     }
 
     /// Bytes written so far.

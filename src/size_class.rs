@@ -115,7 +115,10 @@ mod tests {
             assert!(cap >= 4, "class {c} holds {cap}");
             let waste = units * POOL_SIZE - cap * block_size(c);
             // At most one block or 1/8 of the pool is left over.
-            assert!(waste < block_size(c) || waste * 8 <= units * POOL_SIZE, "class {c}");
+            assert!(
+                waste < block_size(c) || waste * 8 <= units * POOL_SIZE,
+                "class {c}"
+            );
         }
         assert_eq!(pool_capacity(1), 1024);
         assert_eq!(pool_capacity(32), 32);

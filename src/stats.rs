@@ -17,9 +17,11 @@ use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 /// Pools currently in use, per domain.
 pub static POOLS_IN_USE: [AtomicUsize; NUM_DOMAINS] = [const { AtomicUsize::new(0) }; NUM_DOMAINS];
 /// Frees made by threads that never allocated (they have no heap to count in).
-pub static ORPHAN_FREES: [AtomicU64; NUM_DOMAINS * NUM_SLOTS] = [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS];
+pub static ORPHAN_FREES: [AtomicU64; NUM_DOMAINS * NUM_SLOTS] =
+    [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS];
 /// Bytes in live large blocks, per domain.
-pub static LARGE_LIVE_BYTES: [AtomicUsize; NUM_DOMAINS] = [const { AtomicUsize::new(0) }; NUM_DOMAINS];
+pub static LARGE_LIVE_BYTES: [AtomicUsize; NUM_DOMAINS] =
+    [const { AtomicUsize::new(0) }; NUM_DOMAINS];
 static PEAK_LIVE_BYTES: [AtomicU64; NUM_DOMAINS] = [const { AtomicU64::new(0) }; NUM_DOMAINS];
 static PEAK_MAPPED: AtomicUsize = AtomicUsize::new(0);
 
@@ -28,12 +30,15 @@ fn class_counts(d: usize) -> [(u64, u64); NUM_SLOTS] {
     let mut t = [(0u64, 0u64); NUM_SLOTS];
     heap::for_each_heap(|h| {
         for (c, e) in t.iter_mut().enumerate() {
-            e.0 = e.0.wrapping_add(h.allocs[d * NUM_SLOTS + c].load(Ordering::Relaxed));
-            e.1 = e.1.wrapping_add(h.frees[d * NUM_SLOTS + c].load(Ordering::Relaxed));
+            e.0 =
+                e.0.wrapping_add(h.allocs[d * NUM_SLOTS + c].load(Ordering::Relaxed));
+            e.1 =
+                e.1.wrapping_add(h.frees[d * NUM_SLOTS + c].load(Ordering::Relaxed));
         }
     });
     for (c, e) in t.iter_mut().enumerate() {
-        e.1 = e.1.wrapping_add(ORPHAN_FREES[d * NUM_SLOTS + c].load(Ordering::Relaxed));
+        e.1 =
+            e.1.wrapping_add(ORPHAN_FREES[d * NUM_SLOTS + c].load(Ordering::Relaxed));
     }
     t
 }
@@ -48,13 +53,16 @@ fn live_bytes(d: usize, counts: &[(u64, u64); NUM_SLOTS]) -> u64 {
 
 /// Update the peaks from the current figures.
 pub fn sample_peak() {
-    for d in 0..NUM_DOMAINS {
+    for (d, peak) in PEAK_LIVE_BYTES.iter().enumerate() {
         let b = live_bytes(d, &class_counts(d));
         if (b as i64) >= 0 {
-            PEAK_LIVE_BYTES[d].fetch_max(b, Ordering::Relaxed);
+            peak.fetch_max(b, Ordering::Relaxed);
         }
     }
-    PEAK_MAPPED.fetch_max(arena::BYTES_MAPPED.load(Ordering::Relaxed), Ordering::Relaxed);
+    PEAK_MAPPED.fetch_max(
+        arena::BYTES_MAPPED.load(Ordering::Relaxed),
+        Ordering::Relaxed,
+    );
 }
 
 /// Gather all statistics now.
@@ -74,7 +82,9 @@ pub fn gather() -> pyalloc_stats {
         }
         ds.live_blocks = ds.allocations.saturating_sub(ds.frees);
         ds.live_bytes = live_bytes(d, &counts);
-        ds.peak_live_bytes = PEAK_LIVE_BYTES[d].load(Ordering::Relaxed).max(ds.live_bytes);
+        ds.peak_live_bytes = PEAK_LIVE_BYTES[d]
+            .load(Ordering::Relaxed)
+            .max(ds.live_bytes);
         ds.pools_in_use = POOLS_IN_USE[d].load(Ordering::Relaxed) as u64;
         ds.large_blocks = counts[0].0.saturating_sub(counts[0].1);
         ds.large_bytes = LARGE_LIVE_BYTES[d].load(Ordering::Relaxed) as u64;
@@ -99,22 +109,49 @@ pub fn gather() -> pyalloc_stats {
 /// Write the text report (in the spirit of `sys._debugmallocstats()`).
 pub fn write_report(w: &mut impl Write) -> fmt::Result {
     let s = gather();
-    writeln!(w, "pyalloc {}: small blocks in pools of {} KiB, arenas of {} KiB", env!("CARGO_PKG_VERSION"), POOL_SIZE >> 10, ARENA_SIZE >> 10)?;
+    writeln!(
+        w,
+        "pyalloc {}: small blocks in pools of {} KiB, arenas of {} KiB",
+        env!("CARGO_PKG_VERSION"),
+        POOL_SIZE >> 10,
+        ARENA_SIZE >> 10
+    )?;
     for d in 0..NUM_DOMAINS {
         let counts = class_counts(d);
         let ds = &s.domains[d];
         writeln!(w)?;
-        writeln!(w, "# {} domain ({}/{})", domain::NAMES[d], domain::API[d][0], domain::API[d][3])?;
-        writeln!(w, "class   size     live blocks       live bytes      allocations")?;
+        writeln!(
+            w,
+            "# {} domain ({}/{})",
+            domain::NAMES[d],
+            domain::API[d][0],
+            domain::API[d][3]
+        )?;
+        writeln!(
+            w,
+            "class   size     live blocks       live bytes      allocations"
+        )?;
         for (c, &(a, f)) in counts.iter().enumerate().skip(1) {
             if a == 0 {
                 continue;
             }
             let live = a.saturating_sub(f);
-            writeln!(w, "{:5} {:6} {:15} {:16} {:16}", c, BLOCK_SIZES[c], live, live * BLOCK_SIZES[c] as u64, a)?;
+            writeln!(
+                w,
+                "{:5} {:6} {:15} {:16} {:16}",
+                c,
+                BLOCK_SIZES[c],
+                live,
+                live * BLOCK_SIZES[c] as u64,
+                a
+            )?;
         }
         if counts[0].0 > 0 {
-            writeln!(w, "large      - {:15} {:16} {:16}", ds.large_blocks, ds.large_bytes, counts[0].0)?;
+            writeln!(
+                w,
+                "large      - {:15} {:16} {:16}",
+                ds.large_blocks, ds.large_bytes, counts[0].0
+            )?;
         }
         writeln!(w, "live blocks           = {:16}", ds.live_blocks)?;
         writeln!(w, "live bytes            = {:16}", ds.live_bytes)?;
@@ -134,7 +171,11 @@ pub fn write_report(w: &mut impl Write) -> fmt::Result {
     writeln!(w, "peak bytes mapped     = {:16}", s.bytes_mapped_peak)?;
     writeln!(w, "bytes purged to OS    = {:16}", s.bytes_purged_total)?;
     writeln!(w, "empty pool bytes kept = {:16}", s.bytes_dirty)?;
-    writeln!(w, "heaps (idle)          = {:16} ({})", s.heaps, s.heaps_abandoned)?;
+    writeln!(
+        w,
+        "heaps (idle)          = {:16} ({})",
+        s.heaps, s.heaps_abandoned
+    )?;
     writeln!(w, "foreign frees         = {:16}", s.foreign_frees)?;
     Ok(())
 }
@@ -147,7 +188,10 @@ pub struct StderrWriter {
 
 impl StderrWriter {
     pub fn new() -> Self {
-        Self { buf: [0; 1024], len: 0 }
+        Self {
+            buf: [0; 1024],
+            len: 0,
+        }
     }
 
     pub fn flush(&mut self) {

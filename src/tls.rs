@@ -71,7 +71,8 @@ mod imp {
 
     #[inline(always)]
     pub fn get() -> *mut Heap {
-        SLOT.try_with(|s| s.get()).unwrap_or(crate::heap::empty_heap())
+        SLOT.try_with(|s| s.get())
+            .unwrap_or(crate::heap::empty_heap())
     }
 
     #[inline]

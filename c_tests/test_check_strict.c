@@ -1,0 +1,135 @@
+/* Proves strict mode (the default) turns wrong-domain frees and reallocs, and frees of
+ * pointers pyalloc does not own, into an abort with one explanatory line on stderr. Each case
+ * runs in a forked child whose stderr goes to a pipe; the parent asserts the child died of
+ * SIGABRT and that the line starts with "pyalloc: fatal: ", names the function, the pointer
+ * (%p), the owning domain, the block size and the domain asked. A control child doing a
+ * correct free in strict mode must exit normally. */
+#include "check.h"
+#include "testutil.h"
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef void (*bad_call_t)(void *p);
+
+static void obj_free(void *p) { PyObject_Free(p); }
+static void mem_free(void *p) { PyMem_Free(p); }
+static void raw_free(void *p) { PyMem_RawFree(p); }
+static void obj_realloc(void *p) { (void)PyObject_Realloc(p, 200); }
+static void mem_realloc(void *p) { (void)PyMem_Realloc(p, 200); }
+
+/* Run call(p) in a strict-mode child; return its wait status and put its stderr in out. */
+static int run_child(bad_call_t call, void *p, char *out, size_t outlen) {
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        close(fds[0]);
+        dup2(fds[1], 2);
+        pyalloc_set_check_mode(PYALLOC_CHECK_STRICT);
+        call(p);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < outlen && (n = read(fds[0], out + got, outlen - 1 - got)) > 0) got += (size_t)n;
+    out[got] = 0;
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+/* Expect an abort whose single stderr line contains every string in want (NULL-terminated). */
+static void expect_abort(const char *what, bad_call_t call, void *p, const char *const *want) {
+    char out[4096];
+    int st = run_child(call, p, out, sizeof out);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "%s: child did not die of SIGABRT (status %#x)", what, st);
+    CHECK(strncmp(out, "pyalloc: fatal: ", 16) == 0, "%s: stderr does not start with the prefix: [%s]", what, out);
+    char *nl = strchr(out, '\n');
+    CHECK(nl != NULL && nl[1] == 0, "%s: not exactly one line: [%s]", what, out);
+    char ptr[32];
+    snprintf(ptr, sizeof ptr, "%p", p);
+    CHECK(strstr(out, ptr) != NULL, "%s: pointer %s not in [%s]", what, ptr, out);
+    for (int i = 0; want[i]; i++) CHECK(strstr(out, want[i]) != NULL, "%s: [%s] not in [%s]", what, want[i], out);
+}
+
+static int stack_probe(void) {
+    char buf[64];
+    const char *const w[] = {"pyalloc: fatal: PyMem_Free(", "pointer not owned by pyalloc", NULL};
+    expect_abort("stack address to PyMem_Free", mem_free, buf + 16, w);
+    return 0;
+}
+
+int main(void) {
+    if (!getenv("PYALLOC_CHECK"))
+        CHECK(pyalloc_set_check_mode(PYALLOC_CHECK_STRICT) == PYALLOC_CHECK_STRICT, "strict is the default");
+    CHECK(pyalloc_set_check_mode(7) == -1, "unknown mode accepted");
+    CHECK(pyalloc_set_check_mode(PYALLOC_CHECK_STRICT) == PYALLOC_CHECK_STRICT, "unknown mode changed the mode");
+
+    /* Control: a correct free in strict mode exits normally with nothing on stderr. */
+    {
+        char out[256];
+        void *p = PyObject_Malloc(48);
+        int st = run_child(obj_free, p, out, sizeof out);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "control child status %#x", st);
+        CHECK(out[0] == 0, "control child wrote [%s]", out);
+        PyObject_Free(p);
+    }
+
+    void *obj48 = PyObject_Malloc(48);
+    const char *const w1[] = {"pyalloc: fatal: PyMem_Free(", "wrong domain", "object domain", "(48 bytes)",
+                              "not the mem domain", NULL};
+    expect_abort("PyMem_Free of a PyObject_Malloc block", mem_free, obj48, w1);
+
+    void *raw100 = PyMem_RawMalloc(100);
+    const char *const w2[] = {"pyalloc: fatal: PyObject_Free(", "raw domain", "(112 bytes)", "not the object domain",
+                              NULL};
+    expect_abort("PyObject_Free of a PyMem_RawMalloc block", obj_free, raw100, w2);
+
+    void *mem1000 = PyMem_Malloc(1000);
+    const char *const w3[] = {"pyalloc: fatal: PyMem_RawFree(", "mem domain", "(1024 bytes)", "not the raw domain",
+                              NULL};
+    expect_abort("PyMem_RawFree of a PyMem_Malloc block", raw_free, mem1000, w3);
+
+    void *mem64 = PyMem_Malloc(64);
+    const char *const w4[] = {"pyalloc: fatal: PyObject_Realloc(", "mem domain", "(64 bytes)",
+                              "not the object domain", NULL};
+    expect_abort("PyObject_Realloc of a PyMem_Malloc block", obj_realloc, mem64, w4);
+
+    void *obj_large = PyObject_Malloc(100000);
+    const char *const w5[] = {"pyalloc: fatal: PyMem_Free(", "object domain", "(102400 bytes)", "not the mem domain",
+                              NULL};
+    expect_abort("PyMem_Free of a large PyObject_Malloc block", mem_free, obj_large, w5);
+
+    void *raw_large = PyMem_RawMalloc(70000);
+    const char *const w6[] = {"pyalloc: fatal: PyMem_Realloc(", "raw domain", "(73728 bytes)", "not the mem domain",
+                              NULL};
+    expect_abort("PyMem_Realloc of a large PyMem_RawMalloc block", mem_realloc, raw_large, w6);
+
+    void *libc = malloc(32);
+    const char *const w7[] = {"pyalloc: fatal: PyObject_Free(", "pointer not owned by pyalloc", NULL};
+    expect_abort("PyObject_Free of a libc block", obj_free, libc, w7);
+
+    const char *const w8[] = {"pyalloc: fatal: PyMem_Realloc(", "pointer not owned by pyalloc", NULL};
+    expect_abort("PyMem_Realloc of a libc block", mem_realloc, libc, w8);
+    stack_probe();
+
+    /* The parent's blocks are untouched by the children: free them correctly. */
+    CHECK(pyalloc_domain_of(obj48) == PYALLOC_DOMAIN_OBJ && pyalloc_domain_of(mem64) == PYALLOC_DOMAIN_MEM,
+          "parent blocks");
+    PyObject_Free(obj48);
+    PyMem_RawFree(raw100);
+    PyMem_Free(mem1000);
+    PyMem_Free(mem64);
+    PyObject_Free(obj_large);
+    PyMem_RawFree(raw_large);
+    free(libc);
+    TEST_MAIN_END();
+}

@@ -1,0 +1,95 @@
+//! The allocator never allocates through Rust's global allocator on its own paths: a counting
+//! global allocator sees no call from this thread while pyalloc initialises, maps arenas and
+//! large blocks, moves blocks, gathers statistics and writes its report.
+
+use pyalloc::abi::pyalloc_stats;
+use pyalloc::ffi::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+thread_local! {
+    static ARMED: Cell<bool> = const { Cell::new(false) };
+}
+static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+fn note() {
+    if ARMED.try_with(|a| a.get()).unwrap_or(false) {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// SAFETY: forwards to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        note();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        note();
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        note();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn pyalloc_paths_never_use_the_global_allocator() {
+    let mut stats = pyalloc_stats::default();
+    let mut report = [0u8; 8192];
+    ARMED.with(|a| a.set(true));
+    let mut blocks = [std::ptr::null_mut(); 4096];
+    for (i, b) in blocks.iter_mut().enumerate() {
+        let size = [0, 1, 48, 512, 513, 4000, 65536, 70000, 1 << 20][i % 9];
+        *b = match i % 3 {
+            0 => PyMem_RawMalloc(size),
+            1 => PyMem_Malloc(size),
+            _ => PyObject_Malloc(size),
+        };
+    }
+    for (i, b) in blocks.iter_mut().enumerate() {
+        // SAFETY: each block came from the matching domain just above.
+        unsafe {
+            *b = match i % 3 {
+                0 => PyMem_RawRealloc(*b, 3000),
+                1 => PyMem_Realloc(*b, 200_000),
+                _ => PyObject_Realloc(*b, 100),
+            };
+        }
+    }
+    // SAFETY: valid out-pointer and buffer.
+    let len = unsafe {
+        pyalloc_stats_get(&mut stats);
+        pyalloc_stats_report(report.as_mut_ptr().cast(), report.len())
+    };
+    for (i, b) in blocks.iter().enumerate() {
+        // SAFETY: each block belongs to the matching domain.
+        unsafe {
+            match i % 3 {
+                0 => PyMem_RawFree(*b),
+                1 => PyMem_Free(*b),
+                _ => PyObject_Free(*b),
+            }
+        }
+    }
+    pyalloc_collect(1);
+    ARMED.with(|a| a.set(false));
+    assert_eq!(
+        CALLS.load(Ordering::SeqCst),
+        0,
+        "pyalloc called the Rust global allocator"
+    );
+    assert!(len > 100);
+    assert!(stats.domains[2].allocations >= 1365);
+    assert!(blocks.iter().all(|b| !b.is_null()));
+}

@@ -2,9 +2,9 @@
  * on each domain, chaining to the allocator saved with PyMem_GetAllocator (its ctx points to
  * the saved struct); every public call (malloc, calloc, realloc, free, PyMem_New/Resize/Del)
  * reaches the hook of its own domain (found through the ctx it was installed with) with the
- * caller's arguments, and what the chain returns is what the caller gets and works. Two hooks can be stacked. Restoring
- * the saved allocator stops the counting. An unknown domain (7) reads as all-NULL and
- * PyMem_SetAllocator ignores it. */
+ * caller's arguments, and what the chain returns is what the caller gets and works. Two hooks
+ * can be stacked. Restoring the saved allocator stops the counting. An unknown domain (7)
+ * reads as all-NULL and PyMem_SetAllocator ignores it. */
 #include "check.h"
 #include "testutil.h"
 #include <stdint.h>

@@ -1,0 +1,166 @@
+/* Proves the allocator stays usable across fork() while another thread is busy allocating
+ * (small, medium and large blocks, making and dropping arenas, so it often holds a lock): the
+ * parent holds patterned blocks of all domains and forks many times. Each child verifies and
+ * frees half of the parent's blocks and allocates in every domain and size range; the long
+ * children also run 100k allocate/realloc/free operations with pattern checks. A child exits
+ * 0 only if everything held; the parent checks each exit status (a child still running after
+ * 10 s counts as hung, e.g. on a lock inherited from the busy thread), then verifies and
+ * frees its own blocks. */
+#include "check.h"
+#include "testutil.h"
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define NPARENT 6000
+#define LONG_FORKS 4
+#define QUICK_FORKS 60
+#define CHILD_OPS 100000
+#define SLOTS 512
+
+static void *pblk[NPARENT];
+static atomic_int stop;
+static atomic_long busy_rounds;
+
+static size_t psize(int i) { return i % 97 == 0 ? 70000 + (size_t)i : (size_t)(1 + (i * 37) % 3000); }
+
+/* Allocate and free in a loop: small and large blocks through a window, and every so often a
+ * burst of 8 MB of 32 KiB blocks, freed at once, so arenas come and go. */
+static void *busy(void *arg) {
+    (void)arg;
+    void *win[64] = {0};
+    static void *burst[256];
+    uint64_t rng = 99;
+    for (long i = 0; !atomic_load_explicit(&stop, memory_order_relaxed); i++) {
+        int j = (int)(i % 64);
+        PyMem_RawFree(win[j]);
+        win[j] = APIS[0].malloc(rng_range(&rng, 1, i % 3 == 0 ? 100000 : 2000)); /* some large */
+        if (win[j]) memset(win[j], (int)i, 16);
+        if (i % 1000 == 999) {
+            for (int k = 0; k < 256; k++) burst[k] = PyObject_Malloc(32768);
+            for (int k = 0; k < 256; k++) PyObject_Free(burst[k]);
+        }
+        atomic_fetch_add_explicit(&busy_rounds, 1, memory_order_relaxed);
+    }
+    for (int j = 0; j < 64; j++) PyMem_RawFree(win[j]);
+    return NULL;
+}
+
+/* The child's work; returns the number of failed checks. Uses write() only for messages. */
+static int child(int k, int ops) {
+    int bad = 0;
+    for (int i = 0; i < NPARENT; i++) {
+        bad += check_bytes(pblk[i], psize(i), (uint32_t)i) != psize(i);
+        if ((i + k) % 2) APIS[i % 3].free(pblk[i]);
+    }
+    /* Every domain and size range once, including new arenas (4 MB of 20000-byte blocks). */
+    static void *fresh[3][200];
+    for (int d = 0; d < 3; d++)
+        for (int i = 0; i < 200; i++) {
+            size_t n = i < 10 ? 100000 : i < 80 ? 20000 : (size_t)i;
+            fresh[d][i] = APIS[d].malloc(n);
+            if (!fresh[d][i]) return bad + 1;
+            fill_bytes(fresh[d][i], n, (uint32_t)(d + i));
+        }
+    for (int d = 0; d < 3; d++)
+        for (int i = 0; i < 200; i++) {
+            size_t n = i < 10 ? 100000 : i < 80 ? 20000 : (size_t)i;
+            bad += check_bytes(fresh[d][i], n, (uint32_t)(d + i)) != n;
+            APIS[d].free(fresh[d][i]);
+        }
+    struct {
+        void *p;
+        size_t n;
+        uint32_t seed;
+        int d;
+    } s[SLOTS] = {{0}};
+    uint64_t rng = 1000 + (uint64_t)k;
+    for (uint32_t op = 1; op <= (uint32_t)ops; op++) {
+        int j = (int)(rng_next(&rng) % SLOTS);
+        if (!s[j].p) {
+            s[j].d = (int)(rng_next(&rng) % 3);
+            s[j].n = rng_next(&rng) % 50 ? rng_range(&rng, 0, 1000) : rng_range(&rng, 1001, 100000);
+            s[j].p = APIS[s[j].d].malloc(s[j].n);
+            s[j].seed = op;
+            if (!s[j].p) return bad + 1;
+            fill_words(s[j].p, s[j].n, op);
+            continue;
+        }
+        bad += !check_words(s[j].p, s[j].n, s[j].seed);
+        if (rng_next(&rng) % 2) {
+            size_t n = rng_range(&rng, 0, 3000);
+            void *q = APIS[s[j].d].realloc(s[j].p, n);
+            if (!q) return bad + 1;
+            bad += !check_words(q, (n < s[j].n ? n : s[j].n) & ~(size_t)7, s[j].seed);
+            s[j].p = q;
+            s[j].n = n;
+            s[j].seed = op;
+            fill_words(q, n, op);
+        } else {
+            APIS[s[j].d].free(s[j].p);
+            s[j].p = NULL;
+        }
+    }
+    for (int j = 0; j < SLOTS; j++)
+        if (s[j].p) {
+            bad += !check_words(s[j].p, s[j].n, s[j].seed);
+            APIS[s[j].d].free(s[j].p);
+        }
+    if (bad) {
+        static const char msg[] = "test_fork: child found corrupted blocks\n";
+        (void)!write(2, msg, sizeof msg - 1);
+    }
+    return bad;
+}
+
+int main(void) {
+    for (int i = 0; i < NPARENT; i++) {
+        pblk[i] = APIS[i % 3].malloc(psize(i));
+        fill_bytes(pblk[i], psize(i), (uint32_t)i);
+    }
+    pthread_t t;
+    pthread_create(&t, NULL, busy, NULL);
+    while (atomic_load(&busy_rounds) < 1000) sched_yield();
+
+    int hung = 0, failed = 0;
+    for (int k = 0; k < LONG_FORKS + QUICK_FORKS; k++) {
+        long before = atomic_load(&busy_rounds);
+        while (atomic_load(&busy_rounds) < before + 1 + k % 7) sched_yield(); /* fork mid-loop */
+        fflush(NULL);
+        pid_t pid = fork();
+        CHECK(pid >= 0, "fork");
+        if (pid == 0) _exit(child(k, k < LONG_FORKS ? CHILD_OPS : 0) == 0 ? 0 : 1);
+        int status = 0, waited = 0;
+        pid_t r;
+        while ((r = waitpid(pid, &status, WNOHANG)) == 0 && waited < 10000) {
+            usleep(1000);
+            waited++;
+        }
+        if (r == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            if (hung++ < 3) fprintf(stderr, "  child %d hung\n", k);
+            continue;
+        }
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+            failed++;
+            fprintf(stderr, "  child %d: status %#x (%s)\n", k, status,
+                    WIFSIGNALED(status) ? "killed by a signal" : "exited");
+        }
+    }
+    CHECK(hung == 0, "%d of %d children hung after fork", hung, LONG_FORKS + QUICK_FORKS);
+    CHECK(failed == 0, "%d of %d children failed", failed, LONG_FORKS + QUICK_FORKS);
+    atomic_store(&stop, 1);
+    pthread_join(t, NULL);
+
+    long bad = 0;
+    for (int i = 0; i < NPARENT; i++) {
+        bad += check_bytes(pblk[i], psize(i), (uint32_t)i) != psize(i);
+        APIS[i % 3].free(pblk[i]);
+    }
+    CHECK(bad == 0, "parent: %ld blocks changed", bad);
+    TEST_MAIN_END();
+}

@@ -468,11 +468,21 @@ static ALWAYS_INLINE void lifo_loop(const alloc_t *a, const uint32_t *sz, size_t
     }
 }
 
-static void w_lifo(const alloc_t *a, const opts_t *o, result_t *r) {
+/* pinned: keep one block of every size live for the whole run, so that no pool/page empties
+ * on each free (the common case in a real process, where every size class has live objects).
+ * Without it (lifo_empty) the one block per class empties its pool or page on every free, which
+ * exposes each allocator's empty-pool/empty-page policy. */
+static void w_lifo(const alloc_t *a, const opts_t *o, result_t *r, int pinned) {
     uint32_t sz[64];
+    void *pin[64];
     for (int k = 0; k < 64; k++) sz[k] = 16 + 8 * (uint32_t)(k % 63);
     size_t n = o->ops > 0 ? (size_t)o->ops : scaled(o, 5000000);
     int check = o->check && !a->is_noop;
+    if (pinned)
+        for (int k = 0; k < 63; k++) {
+            pin[k] = a->malloc(sz[k]);
+            blk_fill(pin[k], sz[k]);
+        }
     if (check) lifo_loop(a, sz, 100000, 1); else lifo_loop(a, sz, 100000, 0);
     begin_mem(r);
     uint64_t t0 = now_ns();
@@ -481,6 +491,11 @@ static void w_lifo(const alloc_t *a, const opts_t *o, result_t *r) {
     if (o->cg) CALLGRIND_STOP_INSTRUMENTATION;
     uint64_t t1 = now_ns();
     end_mem_peak(r);
+    if (pinned)
+        for (int k = 0; k < 63; k++) {
+            if (!a->is_noop) blk_verify(pin[k], sz[k]);
+            a->free(pin[k]);
+        }
     r->after_kib = r->live_kib;
     r->units = n;
     r->ns = (double)(t1 - t0) / (double)n;
@@ -961,7 +976,8 @@ typedef struct {
 } workload_t;
 
 static const workload_t WORKLOADS[] = {
-    {"lifo", K_TIME, 0, "ns/pair", "one block allocated and freed at a time, sizes cycling 16..512 B"},
+    {"lifo", K_TIME, 0, "ns/pair", "one block allocated and freed at a time, sizes cycling 16..512 B; one block of each size stays live"},
+    {"lifo_empty", K_TIME, 0, "ns/pair", "as lifo with nothing else live: every free empties its pool/page"},
     {"churn100k", K_TIME, 0, "ns/pair", "100k live blocks; free a random victim, allocate a new one (2M ops)"},
     {"churn1M", K_TIME, 0, "ns/pair", "1M live blocks; free a random victim, allocate a new one (2M ops)"},
     {"build_fwd", K_TIME, 0, "ns/pair", "allocate 1M blocks, then free them in allocation order"},
@@ -1027,7 +1043,8 @@ static int child_main(int argc, char **argv) {
     result_t *r = hmap(sizeof *r);
     r->extra[0] = 0;
     r->live_kib = -1;
-    if (!strcmp(wname, "lifo")) w_lifo(a, &o, r);
+    if (!strcmp(wname, "lifo")) w_lifo(a, &o, r, 1);
+    else if (!strcmp(wname, "lifo_empty")) w_lifo(a, &o, r, 0);
     else if (!strcmp(wname, "churn100k")) w_churn(a, &o, r, 100000);
     else if (!strcmp(wname, "churn1M")) w_churn(a, &o, r, 1000000);
     else if (!strcmp(wname, "build_fwd")) w_build(a, &o, r, 0);
@@ -1244,6 +1261,22 @@ static void timestamp(char *buf, size_t n, const char *fmt) {
     strftime(buf, n, fmt, &tm);
 }
 
+static void loadavg(char *buf, size_t n) {
+    buf[0] = 0;
+    int fd = open("/proc/loadavg", O_RDONLY);
+    if (fd < 0) return;
+    ssize_t k = read(fd, buf, n - 1);
+    close(fd);
+    buf[k > 0 ? k : 0] = 0;
+    /* keep the three averages */
+    char *p = buf;
+    for (int sp = 0; *p; p++)
+        if (*p == ' ' && ++sp == 3) break;
+    *p = 0;
+}
+
+static char g_load0[64], g_load1[64];
+
 static void json_meta(FILE *f, const char *mode, int rounds, double scale) {
     struct utsname u;
     uname(&u);
@@ -1255,8 +1288,12 @@ static void json_meta(FILE *f, const char *mode, int rounds, double scale) {
     json_str(f, u.nodename);
     fprintf(f, ", \"kernel\": ");
     json_str(f, u.release);
-    fprintf(f, ", \"cpus\": %ld, \"rounds\": %d, \"scale\": %g},\n", sysconf(_SC_NPROCESSORS_ONLN),
-            rounds, scale);
+    fprintf(f, ", \"cpus\": %ld, \"rounds\": %d, \"scale\": %g, \"loadavg_start\": ",
+            sysconf(_SC_NPROCESSORS_ONLN), rounds, scale);
+    json_str(f, g_load0);
+    fprintf(f, ", \"loadavg_end\": ");
+    json_str(f, g_load1);
+    fprintf(f, "},\n");
     fprintf(f, "  \"allocators\": [\n");
     int first = 1;
     for (int a = 0; a < NALLOCS; a++) {
@@ -1346,6 +1383,7 @@ static int run_main(int argc, char **argv) {
     if (rounds > MAXR) rounds = MAXR;
     mkdir_p(outdir);
 
+    loadavg(g_load0, sizeof g_load0);
     fprintf(stderr, "bench: probing allocators\n");
     probe_all(allocs, 1);
     int ipy = alloc_index("pyalloc"), iraw = alloc_index("pyalloc-raw");
@@ -1406,6 +1444,7 @@ static int run_main(int argc, char **argv) {
         fprintf(stderr, " (%.0f s)\n", (double)(now_ns() - t_start) / 1e9);
     }
 
+    loadavg(g_load1, sizeof g_load1);
     /* ---- Text report ---- */
     char path[4096], ts[64];
     timestamp(ts, sizeof ts, "%Y%m%d-%H%M%S");
@@ -1416,6 +1455,7 @@ static int run_main(int argc, char **argv) {
     int i311 = alloc_index("pymalloc-3.11"), imi = alloc_index("mimalloc");
     out("\npyalloc benchmark: %d interleaved round(s), scale %g, %s\n", rounds, scale,
         smoke ? "SMOKE (tiny sizes, blocks verified)" : (check ? "blocks verified" : "timed"));
+    out("machine: %ld cpus, load average %s at start, %s at end\n", sysconf(_SC_NPROCESSORS_ONLN), g_load0, g_load1);
     out("allocators:");
     for (int ai = 0; ai < na; ai++)
         out(" %s %s%s", ALLOCS[act[ai]].name, g_probe[act[ai]].version, ai + 1 < na ? "," : "");
@@ -1664,6 +1704,7 @@ static int run_main(int argc, char **argv) {
         }
         fclose(f);
     }
+    fflush(stdout);
     fprintf(stderr, "bench: wrote %s/%s-latest.{txt,json,csv} (json -> %s-%s.json)\n", outdir, base, base, ts);
     if (smoke) {
         /* The smoke run fails if pyalloc failed anywhere, or any loadable allocator broke. */
@@ -1699,7 +1740,7 @@ static double callgrind_total(const char *file) {
 
 static int icount_main(int argc, char **argv) {
     long ops = 200000;
-    const char *allocs = NULL, *workloads = "lifo,churn100k,build_fwd", *outdir = "results";
+    const char *allocs = NULL, *workloads = "lifo,lifo_empty,churn100k,build_fwd", *outdir = "results";
     const char *valgrind = "valgrind";
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--ops") && i + 1 < argc) ops = atol(argv[++i]);
@@ -1716,6 +1757,7 @@ static int icount_main(int argc, char **argv) {
     char tmpdir[4096];
     snprintf(tmpdir, sizeof tmpdir, "%s/callgrind", outdir);
     mkdir_p(tmpdir);
+    loadavg(g_load0, sizeof g_load0);
     fprintf(stderr, "bench icount: probing allocators\n");
     probe_all(allocs, 1);
     int act[16], na = 0;
@@ -1759,6 +1801,7 @@ static int icount_main(int argc, char **argv) {
         fprintf(stderr, "\n");
     }
     int inoop = alloc_index("noop");
+    loadavg(g_load1, sizeof g_load1);
     char path[4096];
     snprintf(path, sizeof path, "%s/icount-latest.txt", outdir);
     g_tee = fopen(path, "w");
@@ -1811,6 +1854,7 @@ static int icount_main(int argc, char **argv) {
     snprintf(latest, sizeof latest, "%s/icount-latest.json", outdir);
     unlink(latest);
     if (symlink(strrchr(path, '/') + 1, latest)) {}
+    fflush(stdout);
     fprintf(stderr, "bench icount: wrote %s/icount-latest.{txt,json}\n", outdir);
     return failures ? 1 : 0;
 }

@@ -25,7 +25,7 @@ static void *pblk[NPARENT];
 static atomic_int stop;
 static atomic_long busy_rounds;
 
-static size_t psize(int i) { return i % 97 == 0 ? 70000 + (size_t)i : (size_t)(1 + (i * 37) % 3000); }
+static size_t psize(int i) { return i % 499 == 0 ? 70000 + (size_t)i : (size_t)(1 + (i * 37) % 1000); }
 
 /* Allocate and free in a loop: small and large blocks through a window, and every so often a
  * burst of 8 MB of 32 KiB blocks, freed at once, so arenas come and go. */

@@ -363,8 +363,9 @@ void PyMem_SetAllocator(PyMemAllocatorDomain domain, PyMemAllocatorEx *allocator
 
 #if !defined(Py_PYTHON_H)
 /*
- Install debug hooks on all domains. The hooks arrive in a later version; today this
- leaves the allocators unchanged.
+ Install debug hooks on all domains. In a CPython host this installs CPython's hooks over
+ pyalloc; standalone, pyalloc's own hooks arrive in a later version and this leaves the
+ allocators unchanged.
  */
 void PyMem_SetupDebugHooks(void);
 #endif
@@ -439,6 +440,22 @@ int pyalloc_set_check_mode(int mode);
  The library version, e.g. "0.1.0".
  */
 const char *pyalloc_version(void);
+
+/*
+ Write the statistics as one JSON object into `buf` (NUL-terminated, truncated to `len`).
+ Returns the length of the whole text, as `snprintf` does.
+
+ # Safety
+ `buf` is NULL (with `len` 0) or points to `len` writable bytes.
+ */
+size_t pyalloc_stats_json(char *buf, size_t len);
+
+/*
+ How pyalloc runs in this process: 0 standalone, 1 installed in a CPython host, 2 a host is
+ present but pyalloc stepped aside (PYTHONMALLOC asked for another allocator, or the host
+ is not supported).
+ */
+int pyalloc_host_mode(void);
 
 #ifdef __cplusplus
 }  // extern "C"

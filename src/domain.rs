@@ -45,6 +45,28 @@ pub const API: [[&str; 4]; 3] = [
     ],
 ];
 
+/// The same names as C strings, to look the host's functions up.
+pub const API_C: [[&core::ffi::CStr; 4]; 3] = [
+    [
+        c"PyMem_RawMalloc",
+        c"PyMem_RawCalloc",
+        c"PyMem_RawRealloc",
+        c"PyMem_RawFree",
+    ],
+    [
+        c"PyMem_Malloc",
+        c"PyMem_Calloc",
+        c"PyMem_Realloc",
+        c"PyMem_Free",
+    ],
+    [
+        c"PyObject_Malloc",
+        c"PyObject_Calloc",
+        c"PyObject_Realloc",
+        c"PyObject_Free",
+    ],
+];
+
 /// Human names of the domains.
 pub const NAMES: [&str; 3] = ["raw", "mem", "object"];
 

@@ -13,7 +13,7 @@
 
 use crate::config::MAX_REQUEST;
 use crate::domain::{self, MEM, OBJ, RAW};
-use crate::{arena, heap, report, stats};
+use crate::{arena, heap, host, report, stats};
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
 use core::sync::atomic::Ordering;
@@ -238,6 +238,10 @@ pub unsafe extern "C" fn PyMem_GetAllocator(
     if allocator.is_null() {
         return;
     }
+    if host::present() {
+        // SAFETY: forwarding the caller's valid pointer.
+        return unsafe { host::get_allocator(domain, allocator) };
+    }
     let a = if (domain as usize) < 3 {
         domain::get(domain as usize)
     } else {
@@ -264,7 +268,14 @@ pub unsafe extern "C" fn PyMem_SetAllocator(
     domain: PyMemAllocatorDomain,
     allocator: *mut PyMemAllocatorEx,
 ) {
-    if allocator.is_null() || domain as usize >= 3 {
+    if allocator.is_null() {
+        return;
+    }
+    if host::present() {
+        // SAFETY: forwarding the caller's valid pointer.
+        return unsafe { host::set_allocator(domain, allocator) };
+    }
+    if domain as usize >= 3 {
         return;
     }
     // SAFETY: the caller provides a readable PyMemAllocatorEx.
@@ -272,11 +283,16 @@ pub unsafe extern "C" fn PyMem_SetAllocator(
     domain::set(domain as usize, &a);
 }
 
-/// Install debug hooks on all domains. The hooks arrive in a later version; today this
-/// leaves the allocators unchanged.
+/// Install debug hooks on all domains. In a CPython host this installs CPython's hooks over
+/// pyalloc; standalone, pyalloc's own hooks arrive in a later version and this leaves the
+/// allocators unchanged.
 #[cfg(not(pyalloc_hide_cpython_api))]
 #[no_mangle]
-pub extern "C" fn PyMem_SetupDebugHooks() {}
+pub extern "C" fn PyMem_SetupDebugHooks() {
+    if host::present() {
+        host::setup_debug_hooks();
+    }
+}
 
 /// Copy the arena allocator into `*allocator`.
 ///
@@ -285,7 +301,10 @@ pub extern "C" fn PyMem_SetupDebugHooks() {}
 #[cfg(not(pyalloc_hide_cpython_api))]
 #[no_mangle]
 pub unsafe extern "C" fn PyObject_GetArenaAllocator(allocator: *mut PyObjectArenaAllocator) {
-    if !allocator.is_null() {
+    if host::present() {
+        // SAFETY: forwarding the caller's pointer.
+        unsafe { host::call_arena(&host::HOST.get_arena, allocator) };
+    } else if !allocator.is_null() {
         // SAFETY: the caller provides a writable PyObjectArenaAllocator.
         unsafe { allocator.write(arena::get_allocator()) };
     }
@@ -298,7 +317,10 @@ pub unsafe extern "C" fn PyObject_GetArenaAllocator(allocator: *mut PyObjectAren
 #[cfg(not(pyalloc_hide_cpython_api))]
 #[no_mangle]
 pub unsafe extern "C" fn PyObject_SetArenaAllocator(allocator: *mut PyObjectArenaAllocator) {
-    if !allocator.is_null() {
+    if host::present() {
+        // SAFETY: forwarding the caller's pointer.
+        unsafe { host::call_arena(&host::HOST.set_arena, allocator) };
+    } else if !allocator.is_null() {
         // SAFETY: the caller provides a readable PyObjectArenaAllocator.
         arena::set_allocator(unsafe { &*allocator });
     }
@@ -391,4 +413,63 @@ pub extern "C" fn pyalloc_set_check_mode(mode: c_int) -> c_int {
 #[no_mangle]
 pub extern "C" fn pyalloc_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// Write the statistics as one JSON object into `buf` (NUL-terminated, truncated to `len`).
+/// Returns the length of the whole text, as `snprintf` does.
+///
+/// # Safety
+/// `buf` is NULL (with `len` 0) or points to `len` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pyalloc_stats_json(buf: *mut c_char, len: usize) -> usize {
+    let slice: &mut [u8] = if buf.is_null() || len == 0 {
+        &mut []
+    } else {
+        // SAFETY: the caller provides `len` writable bytes.
+        unsafe { core::slice::from_raw_parts_mut(buf.cast(), len) }
+    };
+    let mut w = report::BufWriter::new(slice);
+    let _ = stats::write_json(&mut w);
+    w.terminate();
+    w.len() + w.overflow
+}
+
+/// How pyalloc runs in this process: 0 standalone, 1 installed in a CPython host, 2 a host is
+/// present but pyalloc stepped aside (PYTHONMALLOC asked for another allocator, or the host
+/// is not supported).
+#[no_mangle]
+pub extern "C" fn pyalloc_host_mode() -> c_int {
+    host::mode() as c_int
+}
+
+/// CPython's private hook behind `sys._debugmallocstats()`: pyalloc's report when it serves
+/// the host, the host's own otherwise. Returns 1 if something was written.
+///
+/// cbindgen:ignore
+///
+/// # Safety
+/// `out` is a valid `FILE *`.
+#[no_mangle]
+pub unsafe extern "C" fn _PyObject_DebugMallocStats(out: *mut c_void) -> c_int {
+    if host::present() && host::mode() != host::Mode::Installed {
+        // SAFETY: forwarding the caller's FILE *.
+        return unsafe { host::debug_malloc_stats(out) };
+    }
+    let mut w = stats::FileWriter::new(out);
+    let _ = stats::write_report(&mut w);
+    w.flush();
+    1
+}
+
+/// CPython's private hook behind `sys.getallocatedblocks()`: live blocks of the mem and object
+/// domains (pymalloc's domains) when pyalloc serves the host, the host's figure otherwise.
+///
+/// cbindgen:ignore
+#[no_mangle]
+pub extern "C" fn _Py_GetAllocatedBlocks() -> isize {
+    if host::present() && host::mode() != host::Mode::Installed {
+        return host::allocated_blocks();
+    }
+    let s = stats::gather();
+    (s.domains[MEM].live_blocks + s.domains[OBJ].live_blocks) as isize
 }

@@ -1,6 +1,6 @@
 //! Process and thread start and stop: options at load, the thread-exit hook, fork safety.
 
-use crate::{arena, domain, heap, meta, options, pagemap, report};
+use crate::{arena, domain, heap, host, meta, options, pagemap, report};
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
@@ -56,7 +56,13 @@ fn init_slow() {
         libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
     KEY.store(key, Ordering::Relaxed);
-    if o.verbose {
+    if o.stats_at_exit {
+        // SAFETY: registering a plain function.
+        unsafe { libc::atexit(print_stats_at_exit) };
+    }
+    STATE.store(DONE, Ordering::Release);
+    host::install_at_load(o.verbose, o.check_explicit);
+    if o.verbose && !host::present() {
         report::warn(format_args!(
             "loaded: check={}, raw domain on {}, purge keeps {} bytes",
             if o.compat { "compat" } else { "strict" },
@@ -64,7 +70,10 @@ fn init_slow() {
             o.purge_keep
         ));
     }
-    STATE.store(DONE, Ordering::Release);
+}
+
+extern "C" fn print_stats_at_exit() {
+    crate::ffi::pyalloc_stats_print();
 }
 
 /// Arrange for `h` to be abandoned when the calling thread exits.

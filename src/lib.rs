@@ -23,6 +23,8 @@ pub mod ffi;
 /// cbindgen:ignore
 pub mod heap;
 /// cbindgen:ignore
+pub mod host;
+/// cbindgen:ignore
 pub mod init;
 /// cbindgen:ignore
 pub mod large;

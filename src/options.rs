@@ -6,6 +6,7 @@
 //! | `PYALLOC_RAW` | `pyalloc` (raw domain on our heap), `libc` (raw domain on libc malloc, as CPython) | `pyalloc` |
 //! | `PYALLOC_PURGE_KEEP` | bytes of empty pool memory kept resident before purging (`K`/`M`/`G` suffixes; `0` purges at once) | 4M |
 //! | `PYALLOC_VERBOSE` | on/off | off |
+//! | `PYALLOC_STATS` | on/off: print the statistics report on stderr at exit | off |
 //!
 //! A value that does not parse keeps the default and prints a warning.
 
@@ -58,6 +59,10 @@ pub fn parse_size(v: &[u8]) -> Option<usize> {
 /// The parsed options.
 pub struct Options {
     pub compat: bool,
+    /// PYALLOC_CHECK was given (a CPython host otherwise defaults to compat).
+    pub check_explicit: bool,
+    /// PYALLOC_STATS: print the report at exit.
+    pub stats_at_exit: bool,
     pub raw_libc: bool,
     pub purge_keep: usize,
     pub verbose: bool,
@@ -67,6 +72,8 @@ pub struct Options {
 pub fn read() -> Options {
     let mut o = Options {
         compat: false,
+        check_explicit: false,
+        stats_at_exit: false,
         raw_libc: false,
         purge_keep: crate::config::DEFAULT_PURGE_KEEP,
         verbose: false,
@@ -74,11 +81,18 @@ pub fn read() -> Options {
     if let Some(v) = env(c"PYALLOC_VERBOSE") {
         o.verbose = parse_bool(v).unwrap_or(true);
     }
+    if let Some(v) = env(c"PYALLOC_STATS") {
+        o.stats_at_exit = parse_bool(v).unwrap_or(true);
+    }
     match env(c"PYALLOC_CHECK") {
-        None | Some(b"strict") => {}
-        Some(b"compat") => o.compat = true,
+        None => {}
+        Some(b"strict") => o.check_explicit = true,
+        Some(b"compat") => {
+            o.compat = true;
+            o.check_explicit = true;
+        }
         Some(v) => warn(format_args!(
-            "PYALLOC_CHECK={} not understood (strict or compat); using strict",
+            "PYALLOC_CHECK={} not understood (strict or compat); using the default",
             core::str::from_utf8(v).unwrap_or("?")
         )),
     }

@@ -180,6 +180,87 @@ pub fn write_report(w: &mut impl Write) -> fmt::Result {
     Ok(())
 }
 
+/// Write the statistics as one JSON object.
+pub fn write_json(w: &mut impl Write) -> fmt::Result {
+    let s = gather();
+    write!(w, "{{\"version\": {}, \"domains\": {{", s.version)?;
+    for (d, ds) in s.domains.iter().enumerate() {
+        let counts = class_counts(d);
+        write!(
+            w,
+            "{}\"{}\": {{\"live_blocks\": {}, \"live_bytes\": {}, \"peak_live_bytes\": {}, \"allocations\": {}, \"frees\": {}, \"pools_in_use\": {}, \"large_blocks\": {}, \"large_bytes\": {}, \"mismatched_frees\": {}, \"classes\": [",
+            if d == 0 { "" } else { ", " },
+            domain::NAMES[d],
+            ds.live_blocks,
+            ds.live_bytes,
+            ds.peak_live_bytes,
+            ds.allocations,
+            ds.frees,
+            ds.pools_in_use,
+            ds.large_blocks,
+            ds.large_bytes,
+            ds.mismatched_frees
+        )?;
+        let mut first = true;
+        for (c, &(a, f)) in counts.iter().enumerate().skip(1) {
+            if a == 0 {
+                continue;
+            }
+            write!(
+                w,
+                "{}{{\"class\": {}, \"size\": {}, \"live_blocks\": {}, \"allocations\": {}}}",
+                if first { "" } else { ", " },
+                c,
+                BLOCK_SIZES[c],
+                a.saturating_sub(f),
+                a
+            )?;
+            first = false;
+        }
+        write!(w, "]}}")?;
+    }
+    write!(
+        w,
+        "}}, \"arenas_in_use\": {}, \"arenas_empty\": {}, \"arenas_allocated_total\": {}, \"arenas_freed_total\": {}, \"bytes_mapped\": {}, \"bytes_mapped_peak\": {}, \"bytes_purged_total\": {}, \"bytes_dirty\": {}, \"heaps\": {}, \"heaps_abandoned\": {}, \"foreign_frees\": {}, \"host_mode\": {}}}",
+        s.arenas_in_use,
+        s.arenas_empty,
+        s.arenas_allocated_total,
+        s.arenas_freed_total,
+        s.bytes_mapped,
+        s.bytes_mapped_peak,
+        s.bytes_purged_total,
+        s.bytes_dirty,
+        s.heaps,
+        s.heaps_abandoned,
+        s.foreign_frees,
+        crate::host::mode() as u8
+    )
+}
+
+/// Writes to a C `FILE *` (for `_PyObject_DebugMallocStats`).
+pub struct FileWriter {
+    file: *mut core::ffi::c_void,
+}
+
+impl FileWriter {
+    pub fn new(file: *mut core::ffi::c_void) -> Self {
+        Self { file }
+    }
+
+    pub fn flush(&mut self) {
+        // SAFETY: the caller gave a valid FILE *.
+        unsafe { libc::fflush(self.file.cast()) };
+    }
+}
+
+impl Write for FileWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        // SAFETY: writing a valid buffer to the caller's FILE *.
+        unsafe { libc::fwrite(s.as_ptr().cast(), 1, s.len(), self.file.cast()) };
+        Ok(())
+    }
+}
+
 /// Writes to stderr through a small stack buffer.
 pub struct StderrWriter {
     buf: [u8; 1024],

@@ -1,0 +1,507 @@
+//! Installing into a CPython host (`LD_PRELOAD=libpyalloc.so python3 ...`, or a program that
+//! links both libpython and pyalloc).
+//!
+//! At load, pyalloc looks for the host's own `PyMem_SetAllocator` (skipping its own export) and,
+//! unless the user asked CPython for another allocator, installs its raw, mem and object
+//! allocators there, before the interpreter allocates anything. Calling the host's function is
+//! what reaches a statically linked interpreter (Debian's python3.11 binds its own calls
+//! internally, so interposing `PyObject_Malloc` alone would not).
+//!
+//! With a host, pyalloc's exported `PyMem_*`/`PyObject_*` forward to the host's functions,
+//! which dispatch through the host's tables: hooks the host installs later (tracemalloc,
+//! `PyMem_SetupDebugHooks`) see every allocation whichever symbol an extension calls.
+
+use crate::abi::{PyMemAllocatorDomain, PyMemAllocatorEx, PyObjectArenaAllocator};
+use crate::domain::{self, MEM, OBJ, RAW};
+use crate::options::env;
+use crate::report::warn;
+use core::ffi::{c_char, c_int, c_void, CStr};
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
+
+/// What pyalloc decided at load.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Mode {
+    /// No CPython in the process: pyalloc is the implementation of the API.
+    Standalone = 0,
+    /// Installed in the host's three domains.
+    Installed = 1,
+    /// A host is present but pyalloc stepped aside (PYTHONMALLOC, unsupported build).
+    Aside = 2,
+}
+
+static MODE: AtomicU8 = AtomicU8::new(Mode::Standalone as u8);
+/// Set when CPython's debug hooks were installed over pyalloc at load.
+static DEBUG_HOOKS: AtomicBool = AtomicBool::new(false);
+
+/// The mode decided at load.
+pub fn mode() -> Mode {
+    match MODE.load(Ordering::Acquire) {
+        1 => Mode::Installed,
+        2 => Mode::Aside,
+        _ => Mode::Standalone,
+    }
+}
+
+/// Whether a CPython host owns the API (pyalloc's exports forward to it).
+#[inline]
+pub fn present() -> bool {
+    mode() != Mode::Standalone
+}
+
+/// The host's functions, resolved once at load.
+pub struct HostFns {
+    pub set_allocator: AtomicPtr<c_void>,
+    pub get_allocator: AtomicPtr<c_void>,
+    pub setup_debug_hooks: AtomicPtr<c_void>,
+    pub get_arena: AtomicPtr<c_void>,
+    pub set_arena: AtomicPtr<c_void>,
+    pub debug_malloc_stats: AtomicPtr<c_void>,
+    pub allocated_blocks: AtomicPtr<c_void>,
+    /// PyMem_RawMalloc..PyObject_Free, by domain then (malloc, calloc, realloc, free).
+    pub api: [[AtomicPtr<c_void>; 4]; 3],
+}
+
+pub static HOST: HostFns = HostFns {
+    set_allocator: AtomicPtr::new(ptr::null_mut()),
+    get_allocator: AtomicPtr::new(ptr::null_mut()),
+    setup_debug_hooks: AtomicPtr::new(ptr::null_mut()),
+    get_arena: AtomicPtr::new(ptr::null_mut()),
+    set_arena: AtomicPtr::new(ptr::null_mut()),
+    debug_malloc_stats: AtomicPtr::new(ptr::null_mut()),
+    allocated_blocks: AtomicPtr::new(ptr::null_mut()),
+    api: [const { [const { AtomicPtr::new(ptr::null_mut()) }; 4] }; 3],
+};
+
+/// Whether `p` lies in pyalloc's own object (shared library or executable). Compared by load
+/// base rather than by our exports' addresses, which a host that defines the same names
+/// (a statically linked interpreter) interposes even inside pyalloc.
+fn is_own(p: *mut c_void) -> bool {
+    // SAFETY: dladdr only reads loader data; zeroed Dl_info is a valid out-parameter.
+    unsafe {
+        let mut mine: libc::Dl_info = core::mem::zeroed();
+        let mut theirs: libc::Dl_info = core::mem::zeroed();
+        if libc::dladdr(is_own as *const c_void, &mut mine) == 0
+            || libc::dladdr(p, &mut theirs) == 0
+        {
+            return false;
+        }
+        mine.dli_fbase == theirs.dli_fbase
+    }
+}
+
+/// The definition of `name` that is not pyalloc's own: the first in the global scope (a
+/// statically linked interpreter's executable), else the next one after pyalloc (libpython).
+fn resolve(name: &CStr) -> *mut c_void {
+    // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT/RTLD_NEXT are valid handles.
+    unsafe {
+        let p = libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
+        if !p.is_null() && !is_own(p) {
+            return p;
+        }
+        let p = libc::dlsym(libc::RTLD_NEXT, name.as_ptr());
+        if p.is_null() || is_own(p) {
+            ptr::null_mut()
+        } else {
+            p
+        }
+    }
+}
+
+/// Major and minor version of the host from `Py_GetVersion()` ("3.11.7 (main, ...").
+fn host_version() -> Option<(u32, u32)> {
+    let f = resolve(c"Py_GetVersion");
+    if f.is_null() {
+        return None;
+    }
+    // SAFETY: Py_GetVersion takes nothing and returns a static NUL-terminated string; it is
+    // safe before Py_Initialize.
+    let s = unsafe {
+        CStr::from_ptr(core::mem::transmute::<
+            *mut c_void,
+            extern "C" fn() -> *const c_char,
+        >(f)())
+    };
+    let s = s.to_str().ok()?;
+    let mut it = s.split(|c: char| !c.is_ascii_digit());
+    let major = it.next()?.parse().ok()?;
+    let minor = it.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// What the interpreter's command line and environment ask of the allocators.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Nothing: pyalloc installs.
+    None,
+    /// PYTHONMALLOC=debug: CPython's debug hooks over pyalloc.
+    Debug,
+    /// Another allocator (malloc, pymalloc, mimalloc, *_debug): pyalloc steps aside.
+    Other,
+}
+
+/// Whether `-I` or `-E` (which make CPython ignore PYTHON* variables) is among the
+/// interpreter options in `args` (argv without argv[0]); options stop at the first argument
+/// that is not one, or at `-c`/`-m`.
+pub fn ignores_environment<'a>(mut args: impl Iterator<Item = &'a [u8]>) -> bool {
+    while let Some(a) = args.next() {
+        if a.len() < 2 || a[0] != b'-' || a == b"--" {
+            return false;
+        }
+        if a[1] == b'-' {
+            if a == b"--check-hash-based-pycs" {
+                args.next();
+            }
+            continue;
+        }
+        let body = &a[1..];
+        for (i, &c) in body.iter().enumerate() {
+            match c {
+                b'I' | b'E' => return true,
+                // The script follows: no more interpreter options.
+                b'c' | b'm' => return false,
+                // These take an argument: the rest of the word, or the next word.
+                b'X' | b'W' => {
+                    if i + 1 == body.len() {
+                        args.next();
+                    }
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    false
+}
+
+/// Interpret PYTHONMALLOC.
+pub fn classify(pythonmalloc: Option<&[u8]>) -> Request {
+    match pythonmalloc {
+        None | Some(b"") => Request::None,
+        Some(b"debug") => Request::Debug,
+        Some(_) => Request::Other,
+    }
+}
+
+/// Read argv from /proc/self/cmdline into `buf`; returns the used length.
+fn read_cmdline(buf: &mut [u8]) -> usize {
+    // SAFETY: open/read/close on a fixed path with a valid buffer.
+    unsafe {
+        let fd = libc::open(
+            c"/proc/self/cmdline".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
+        if fd < 0 {
+            return 0;
+        }
+        let mut len = 0;
+        while len < buf.len() {
+            let n = libc::read(fd, buf[len..].as_mut_ptr().cast(), buf.len() - len);
+            if n <= 0 {
+                break;
+            }
+            len += n as usize;
+        }
+        libc::close(fd);
+        len
+    }
+}
+
+type SetAllocatorFn = unsafe extern "C" fn(PyMemAllocatorDomain, *mut PyMemAllocatorEx);
+
+/// Decide and install at load. `verbose` prints the decision.
+pub fn install_at_load(verbose: bool, check_explicit: bool) {
+    let set = resolve(c"PyMem_SetAllocator");
+    if set.is_null() {
+        return; // standalone
+    }
+    HOST.set_allocator.store(set, Ordering::Relaxed);
+    HOST.get_allocator
+        .store(resolve(c"PyMem_GetAllocator"), Ordering::Relaxed);
+    HOST.setup_debug_hooks
+        .store(resolve(c"PyMem_SetupDebugHooks"), Ordering::Relaxed);
+    HOST.get_arena
+        .store(resolve(c"PyObject_GetArenaAllocator"), Ordering::Relaxed);
+    HOST.set_arena
+        .store(resolve(c"PyObject_SetArenaAllocator"), Ordering::Relaxed);
+    HOST.debug_malloc_stats
+        .store(resolve(c"_PyObject_DebugMallocStats"), Ordering::Relaxed);
+    HOST.allocated_blocks
+        .store(resolve(c"_Py_GetAllocatedBlocks"), Ordering::Relaxed);
+    for d in 0..3 {
+        for op in 0..4 {
+            let name = domain::API_C[d][op];
+            HOST.api[d][op].store(resolve(name), Ordering::Relaxed);
+        }
+    }
+    // From here on pyalloc's exports forward to the host.
+    for d in [RAW, MEM, OBJ] {
+        domain::set(d, &forwarder(d));
+    }
+    if !check_explicit {
+        domain::set_compat(true);
+    }
+
+    let aside = |why: core::fmt::Arguments<'_>, always: bool| {
+        MODE.store(Mode::Aside as u8, Ordering::Release);
+        if verbose || always {
+            warn(why);
+        }
+    };
+    let Some((major, minor)) = host_version() else {
+        return aside(
+            format_args!("not installed: the host's Py_GetVersion() cannot be read"),
+            true,
+        );
+    };
+    if major != 3 || !(8..=13).contains(&minor) {
+        return aside(
+            format_args!(
+                "not installed: CPython {major}.{minor} is not supported (3.8 to 3.13 are)"
+            ),
+            true,
+        );
+    }
+    if !resolve(c"_Py_DecRefShared").is_null() {
+        return aside(
+            format_args!("not installed: this CPython {major}.{minor} is a free-threaded build (Py_GIL_DISABLED), which pyalloc does not serve yet"),
+            true,
+        );
+    }
+    let mut cmd = [0u8; 4096];
+    let len = read_cmdline(&mut cmd);
+    let mut words = cmd[..len].split(|&b| b == 0);
+    words.next(); // argv[0]
+    let ignore_env = ignores_environment(words);
+    let request = if ignore_env {
+        Request::None
+    } else {
+        // An earlier pyalloc in this process tree turned PYTHONMALLOC=debug into this.
+        match env(c"PYALLOC_PYTHONMALLOC") {
+            Some(b"debug") if env(c"PYTHONMALLOC").is_none_or(|v| v.is_empty()) => Request::Debug,
+            _ => classify(env(c"PYTHONMALLOC")),
+        }
+    };
+    if request == Request::Other {
+        return aside(
+            format_args!(
+                "not installed: PYTHONMALLOC={} asks CPython for another allocator",
+                core::str::from_utf8(env(c"PYTHONMALLOC").unwrap_or(b"?")).unwrap_or("?")
+            ),
+            false,
+        );
+    }
+    // SAFETY: `set` is the host's PyMem_SetAllocator; the structs live for the call.
+    unsafe {
+        let set: SetAllocatorFn = core::mem::transmute::<*mut c_void, SetAllocatorFn>(set);
+        for d in [RAW, MEM, OBJ] {
+            let mut a = domain::own_allocator(d, false);
+            set(d as PyMemAllocatorDomain, &mut a);
+        }
+    }
+    MODE.store(Mode::Installed as u8, Ordering::Release);
+    if request == Request::Debug {
+        let hooks = HOST.setup_debug_hooks.load(Ordering::Relaxed);
+        if !hooks.is_null() {
+            // SAFETY: the host's PyMem_SetupDebugHooks takes nothing; it wraps what we installed.
+            unsafe { core::mem::transmute::<*mut c_void, extern "C" fn()>(hooks)() };
+            DEBUG_HOOKS.store(true, Ordering::Relaxed);
+        }
+        // CPython would replace our allocators with pymalloc + hooks during pre-initialisation:
+        // hide the request from it (an empty value counts as unset) and leave a note for
+        // child processes, which inherit LD_PRELOAD.
+        // SAFETY: setenv with NUL-terminated strings, during load, before the host reads them.
+        unsafe {
+            libc::setenv(c"PYALLOC_PYTHONMALLOC".as_ptr(), c"debug".as_ptr(), 1);
+            libc::setenv(c"PYTHONMALLOC".as_ptr(), c"".as_ptr(), 1);
+        }
+    }
+    if verbose {
+        warn(format_args!(
+            "installed in CPython {major}.{minor} (raw, mem and object domains){}; check mode {}",
+            if DEBUG_HOOKS.load(Ordering::Relaxed) {
+                " under CPython's debug hooks"
+            } else {
+                ""
+            },
+            if domain::strict() { "strict" } else { "compat" }
+        ));
+    }
+}
+
+/// A table for pyalloc's own exports of domain `d` that calls the host's function.
+fn forwarder(d: usize) -> PyMemAllocatorEx {
+    fn make<const D: usize>() -> PyMemAllocatorEx {
+        PyMemAllocatorEx {
+            ctx: ptr::null_mut(),
+            malloc: Some(fwd_malloc::<D>),
+            calloc: Some(fwd_calloc::<D>),
+            realloc: Some(fwd_realloc::<D>),
+            free: Some(fwd_free::<D>),
+        }
+    }
+    match d {
+        RAW => make::<RAW>(),
+        MEM => make::<MEM>(),
+        _ => make::<OBJ>(),
+    }
+}
+
+fn host_fn(d: usize, op: usize) -> *mut c_void {
+    HOST.api[d][op].load(Ordering::Relaxed)
+}
+
+unsafe extern "C" fn fwd_malloc<const D: usize>(_ctx: *mut c_void, size: usize) -> *mut c_void {
+    let f = host_fn(D, 0);
+    if f.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: the host's PyMem_*Malloc has this signature.
+    unsafe { core::mem::transmute::<*mut c_void, extern "C" fn(usize) -> *mut c_void>(f)(size) }
+}
+unsafe extern "C" fn fwd_calloc<const D: usize>(
+    _ctx: *mut c_void,
+    n: usize,
+    size: usize,
+) -> *mut c_void {
+    let f = host_fn(D, 1);
+    if f.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: the host's PyMem_*Calloc has this signature.
+    unsafe {
+        core::mem::transmute::<*mut c_void, extern "C" fn(usize, usize) -> *mut c_void>(f)(n, size)
+    }
+}
+unsafe extern "C" fn fwd_realloc<const D: usize>(
+    _ctx: *mut c_void,
+    p: *mut c_void,
+    size: usize,
+) -> *mut c_void {
+    let f = host_fn(D, 2);
+    if f.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: the host's PyMem_*Realloc has this signature; `p` is the caller's.
+    unsafe {
+        core::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void>(
+            f,
+        )(p, size)
+    }
+}
+unsafe extern "C" fn fwd_free<const D: usize>(_ctx: *mut c_void, p: *mut c_void) {
+    let f = host_fn(D, 3);
+    if !f.is_null() {
+        // SAFETY: the host's PyMem_*Free has this signature; `p` is the caller's.
+        unsafe { core::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_void)>(f)(p) }
+    }
+}
+
+/// Call the host's `PyMem_GetAllocator`.
+///
+/// # Safety
+/// `a` is valid for writes.
+pub unsafe fn get_allocator(d: PyMemAllocatorDomain, a: *mut PyMemAllocatorEx) {
+    let f = HOST.get_allocator.load(Ordering::Relaxed);
+    if !f.is_null() {
+        // SAFETY: the host's function has this signature.
+        unsafe { core::mem::transmute::<*mut c_void, SetAllocatorFn>(f)(d, a) }
+    }
+}
+
+/// Call the host's `PyMem_SetAllocator`.
+///
+/// # Safety
+/// `a` is valid for reads.
+pub unsafe fn set_allocator(d: PyMemAllocatorDomain, a: *mut PyMemAllocatorEx) {
+    let f = HOST.set_allocator.load(Ordering::Relaxed);
+    if !f.is_null() {
+        // SAFETY: the host's function has this signature.
+        unsafe { core::mem::transmute::<*mut c_void, SetAllocatorFn>(f)(d, a) }
+    }
+}
+
+/// Call one of the host's `void f(void)` or `void f(PyObjectArenaAllocator *)` functions.
+///
+/// # Safety
+/// `a` is valid for the call, as the host function requires.
+pub unsafe fn call_arena(f: &AtomicPtr<c_void>, a: *mut PyObjectArenaAllocator) {
+    let f = f.load(Ordering::Relaxed);
+    if !f.is_null() {
+        // SAFETY: as stated.
+        unsafe {
+            core::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut PyObjectArenaAllocator)>(
+                f,
+            )(a)
+        }
+    }
+}
+
+/// Call the host's `PyMem_SetupDebugHooks`.
+pub fn setup_debug_hooks() {
+    let f = HOST.setup_debug_hooks.load(Ordering::Relaxed);
+    if !f.is_null() {
+        // SAFETY: the host's function takes nothing.
+        unsafe { core::mem::transmute::<*mut c_void, extern "C" fn()>(f)() }
+    }
+}
+
+/// Forward `_PyObject_DebugMallocStats` to the host (when pyalloc is not installed).
+///
+/// # Safety
+/// `out` is a `FILE *` as the host expects.
+pub unsafe fn debug_malloc_stats(out: *mut c_void) -> c_int {
+    let f = HOST.debug_malloc_stats.load(Ordering::Relaxed);
+    if f.is_null() {
+        return 0;
+    }
+    // SAFETY: as stated.
+    unsafe {
+        core::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_void) -> c_int>(f)(out)
+    }
+}
+
+/// Forward `_Py_GetAllocatedBlocks` to the host (when pyalloc is not installed).
+pub fn allocated_blocks() -> isize {
+    let f = HOST.allocated_blocks.load(Ordering::Relaxed);
+    if f.is_null() {
+        return 0;
+    }
+    // SAFETY: the host's function takes nothing.
+    unsafe { core::mem::transmute::<*mut c_void, extern "C" fn() -> isize>(f)() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &[&'static str]) -> bool {
+        ignores_environment(s.iter().map(|w| w.as_bytes()))
+    }
+
+    #[test]
+    fn isolated_and_e_options_are_found_before_the_script() {
+        assert!(words(&["-I", "x.py"]));
+        assert!(words(&["-E", "-c", "pass"]));
+        assert!(words(&["-bIs", "x.py"]));
+        assert!(words(&["-X", "dev", "-E"]));
+        assert!(!words(&["x.py", "-I"]));
+        assert!(!words(&["-c", "-I"]));
+        assert!(!words(&["-cI"]));
+        assert!(!words(&["-m", "test", "-E"]));
+        assert!(!words(&["-Xfoo=I"]));
+        assert!(!words(&["-Werror", "x.py"]));
+        assert!(!words(&[]));
+    }
+
+    #[test]
+    fn pythonmalloc_values() {
+        assert_eq!(classify(None), Request::None);
+        assert_eq!(classify(Some(b"")), Request::None);
+        assert_eq!(classify(Some(b"debug")), Request::Debug);
+        assert_eq!(classify(Some(b"malloc")), Request::Other);
+        assert_eq!(classify(Some(b"pymalloc_debug")), Request::Other);
+        assert_eq!(classify(Some(b"mimalloc")), Request::Other);
+    }
+}

@@ -32,8 +32,89 @@ pub enum Mode {
 }
 
 static MODE: AtomicU8 = AtomicU8::new(Mode::Standalone as u8);
-/// Set when CPython's debug hooks were installed over pyalloc at load.
+/// PYTHONMALLOC=debug or development mode: CPython's debug hooks over pyalloc.
+static WANT_DEBUG: AtomicBool = AtomicBool::new(false);
+/// Set once pyalloc is back under CPython's debug hooks.
 static DEBUG_HOOKS: AtomicBool = AtomicBool::new(false);
+
+/// Whether CPython's debug hooks run over pyalloc.
+pub fn under_debug_hooks() -> bool {
+    DEBUG_HOOKS.load(Ordering::Relaxed)
+}
+
+/// Install pyalloc's allocators in the host's three domains.
+fn install_own(set: *mut c_void) {
+    // SAFETY: `set` is the host's PyMem_SetAllocator; the structs live for the call.
+    unsafe {
+        let set: SetAllocatorFn = core::mem::transmute::<*mut c_void, SetAllocatorFn>(set);
+        for d in [RAW, MEM, OBJ] {
+            let mut a = domain::own_allocator(d, false);
+            set(d as PyMemAllocatorDomain, &mut a);
+        }
+    }
+}
+
+/// After CPython's pre-initialisation replaced the allocators for its debug mode, install
+/// pyalloc again and CPython's debug hooks over it. Pre-initialisation allocates nothing
+/// between that replacement and its `setlocale(LC_CTYPE, "")`, so no block changes hands.
+fn reinstall_under_debug_hooks() {
+    if !WANT_DEBUG.load(Ordering::Relaxed)
+        || DEBUG_HOOKS.load(Ordering::Relaxed)
+        || mode() != Mode::Installed
+    {
+        return;
+    }
+    let mut current = PyMemAllocatorEx {
+        ctx: ptr::null_mut(),
+        malloc: None,
+        calloc: None,
+        realloc: None,
+        free: None,
+    };
+    // SAFETY: a valid out-pointer.
+    unsafe { get_allocator(OBJ as PyMemAllocatorDomain, &mut current) };
+    let ours = domain::own_allocator(OBJ, false)
+        .malloc
+        .map(|f| f as *const ());
+    if current.malloc.map(|f| f as *const ()) == ours {
+        return; // not replaced (yet)
+    }
+    DEBUG_HOOKS.store(true, Ordering::Relaxed);
+    install_own(HOST.set_allocator.load(Ordering::Relaxed));
+    setup_debug_hooks();
+    if VERBOSE.load(Ordering::Relaxed) {
+        warn(format_args!("CPython's debug hooks now run over pyalloc"));
+    }
+}
+
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// Interposes libc's `setlocale` to notice the end of CPython's allocator set-up (see
+/// [`reinstall_under_debug_hooks`]); otherwise it only forwards.
+///
+/// # Safety
+/// As libc's `setlocale`.
+#[no_mangle]
+pub unsafe extern "C" fn setlocale(category: c_int, locale: *const c_char) -> *mut c_char {
+    static REAL: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
+    let mut f = REAL.load(Ordering::Relaxed);
+    if f.is_null() {
+        // SAFETY: looking up the next definition (libc's).
+        f = unsafe { libc::dlsym(libc::RTLD_NEXT, c"setlocale".as_ptr()) };
+        REAL.store(f, Ordering::Relaxed);
+    }
+    if f.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: libc's setlocale has this signature; arguments are the caller's.
+    let r = unsafe {
+        core::mem::transmute::<*mut c_void, unsafe extern "C" fn(c_int, *const c_char) -> *mut c_char>(
+            f,
+        )(category, locale)
+    };
+    reinstall_under_debug_hooks();
+    r
+}
 
 /// The mode decided at load.
 pub fn mode() -> Mode {
@@ -141,13 +222,15 @@ pub enum Request {
     Other,
 }
 
-/// Whether `-I` or `-E` (which make CPython ignore PYTHON* variables) is among the
-/// interpreter options in `args` (argv without argv[0]); options stop at the first argument
-/// that is not one, or at `-c`/`-m`.
-pub fn ignores_environment<'a>(mut args: impl Iterator<Item = &'a [u8]>) -> bool {
+/// What the interpreter options in `args` (argv without argv[0]) say about allocators:
+/// whether `-I` or `-E` makes CPython ignore PYTHON* variables, and whether `-X dev` asks for
+/// development mode (which implies the debug hooks). Options stop at the first argument that
+/// is not one, or at `-c`/`-m`.
+pub fn scan_options<'a>(mut args: impl Iterator<Item = &'a [u8]>) -> (bool, bool) {
+    let (mut ignore_env, mut dev) = (false, false);
     while let Some(a) = args.next() {
         if a.len() < 2 || a[0] != b'-' || a == b"--" {
-            return false;
+            break;
         }
         if a[1] == b'-' {
             if a == b"--check-hash-based-pycs" {
@@ -156,23 +239,35 @@ pub fn ignores_environment<'a>(mut args: impl Iterator<Item = &'a [u8]>) -> bool
             continue;
         }
         let body = &a[1..];
+        let mut stop = false;
         for (i, &c) in body.iter().enumerate() {
             match c {
-                b'I' | b'E' => return true,
+                b'I' | b'E' => ignore_env = true,
                 // The script follows: no more interpreter options.
-                b'c' | b'm' => return false,
+                b'c' | b'm' => {
+                    stop = true;
+                    break;
+                }
                 // These take an argument: the rest of the word, or the next word.
                 b'X' | b'W' => {
-                    if i + 1 == body.len() {
-                        args.next();
+                    let value = if i + 1 == body.len() {
+                        args.next().unwrap_or(b"")
+                    } else {
+                        &body[i + 1..]
+                    };
+                    if c == b'X' && value == b"dev" {
+                        dev = true;
                     }
                     break;
                 }
                 _ => {}
             }
         }
+        if stop {
+            break;
+        }
     }
-    false
+    (ignore_env, dev)
 }
 
 /// Interpret PYTHONMALLOC.
@@ -212,6 +307,7 @@ type SetAllocatorFn = unsafe extern "C" fn(PyMemAllocatorDomain, *mut PyMemAlloc
 
 /// Decide and install at load. `verbose` prints the decision.
 pub fn install_at_load(verbose: bool, check_explicit: bool) {
+    VERBOSE.store(verbose, Ordering::Relaxed);
     let set = resolve(c"PyMem_SetAllocator");
     if set.is_null() {
         return; // standalone
@@ -273,49 +369,32 @@ pub fn install_at_load(verbose: bool, check_explicit: bool) {
     let len = read_cmdline(&mut cmd);
     let mut words = cmd[..len].split(|&b| b == 0);
     words.next(); // argv[0]
-    let ignore_env = ignores_environment(words);
-    let request = if ignore_env {
-        Request::None
+    let (ignore_env, dev_option) = scan_options(words);
+    let pythonmalloc = if ignore_env {
+        None
     } else {
-        // An earlier pyalloc in this process tree turned PYTHONMALLOC=debug into this.
-        match env(c"PYALLOC_PYTHONMALLOC") {
-            Some(b"debug") if env(c"PYTHONMALLOC").is_none_or(|v| v.is_empty()) => Request::Debug,
-            _ => classify(env(c"PYTHONMALLOC")),
-        }
+        env(c"PYTHONMALLOC")
+    };
+    let dev_env = !ignore_env && env(c"PYTHONDEVMODE").is_some_and(|v| !v.is_empty());
+    let request = match classify(pythonmalloc) {
+        Request::None if dev_option || dev_env => Request::Debug,
+        r => r,
     };
     if request == Request::Other {
         return aside(
             format_args!(
                 "not installed: PYTHONMALLOC={} asks CPython for another allocator",
-                core::str::from_utf8(env(c"PYTHONMALLOC").unwrap_or(b"?")).unwrap_or("?")
+                core::str::from_utf8(pythonmalloc.unwrap_or(b"?")).unwrap_or("?")
             ),
             false,
         );
     }
-    // SAFETY: `set` is the host's PyMem_SetAllocator; the structs live for the call.
-    unsafe {
-        let set: SetAllocatorFn = core::mem::transmute::<*mut c_void, SetAllocatorFn>(set);
-        for d in [RAW, MEM, OBJ] {
-            let mut a = domain::own_allocator(d, false);
-            set(d as PyMemAllocatorDomain, &mut a);
-        }
-    }
+    install_own(set);
     MODE.store(Mode::Installed as u8, Ordering::Release);
     if request == Request::Debug {
-        let hooks = HOST.setup_debug_hooks.load(Ordering::Relaxed);
-        if !hooks.is_null() {
-            // SAFETY: the host's PyMem_SetupDebugHooks takes nothing; it wraps what we installed.
-            unsafe { core::mem::transmute::<*mut c_void, extern "C" fn()>(hooks)() };
-            DEBUG_HOOKS.store(true, Ordering::Relaxed);
-        }
-        // CPython would replace our allocators with pymalloc + hooks during pre-initialisation:
-        // hide the request from it (an empty value counts as unset) and leave a note for
-        // child processes, which inherit LD_PRELOAD.
-        // SAFETY: setenv with NUL-terminated strings, during load, before the host reads them.
-        unsafe {
-            libc::setenv(c"PYALLOC_PYTHONMALLOC".as_ptr(), c"debug".as_ptr(), 1);
-            libc::setenv(c"PYTHONMALLOC".as_ptr(), c"".as_ptr(), 1);
-        }
+        // CPython will replace every allocator with pymalloc under its debug hooks during
+        // pre-initialisation; `setlocale` below puts pyalloc back under those hooks.
+        WANT_DEBUG.store(true, Ordering::Relaxed);
     }
     if verbose {
         warn(format_args!(
@@ -476,23 +555,25 @@ pub fn allocated_blocks() -> isize {
 mod tests {
     use super::*;
 
-    fn words(s: &[&'static str]) -> bool {
-        ignores_environment(s.iter().map(|w| w.as_bytes()))
+    fn scan(s: &[&'static str]) -> (bool, bool) {
+        scan_options(s.iter().map(|w| w.as_bytes()))
     }
 
     #[test]
-    fn isolated_and_e_options_are_found_before_the_script() {
-        assert!(words(&["-I", "x.py"]));
-        assert!(words(&["-E", "-c", "pass"]));
-        assert!(words(&["-bIs", "x.py"]));
-        assert!(words(&["-X", "dev", "-E"]));
-        assert!(!words(&["x.py", "-I"]));
-        assert!(!words(&["-c", "-I"]));
-        assert!(!words(&["-cI"]));
-        assert!(!words(&["-m", "test", "-E"]));
-        assert!(!words(&["-Xfoo=I"]));
-        assert!(!words(&["-Werror", "x.py"]));
-        assert!(!words(&[]));
+    fn isolated_e_and_dev_options_are_found_before_the_script() {
+        assert_eq!(scan(&["-I", "x.py"]), (true, false));
+        assert_eq!(scan(&["-E", "-c", "pass"]), (true, false));
+        assert_eq!(scan(&["-bIs", "x.py"]), (true, false));
+        assert_eq!(scan(&["-X", "dev", "-E"]), (true, true));
+        assert_eq!(scan(&["-Xdev", "x.py"]), (false, true));
+        assert_eq!(scan(&["-X", "importtime", "x.py"]), (false, false));
+        assert_eq!(scan(&["x.py", "-I"]), (false, false));
+        assert_eq!(scan(&["-c", "-I"]), (false, false));
+        assert_eq!(scan(&["-cI"]), (false, false));
+        assert_eq!(scan(&["-m", "test", "-E", "-Xdev"]), (false, false));
+        assert_eq!(scan(&["-Xfoo=I"]), (false, false));
+        assert_eq!(scan(&["-Werror", "x.py"]), (false, false));
+        assert_eq!(scan(&[]), (false, false));
     }
 
     #[test]

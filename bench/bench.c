@@ -30,6 +30,7 @@
 #include <fcntl.h>
 #include <gnu/libc-version.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -182,6 +183,8 @@ typedef struct alloc {
     char version[96];
 } alloc_t;
 
+static char g_self[4096]; /* this executable */
+
 static void *dlopen_local(const char *path, char *why, size_t whylen) {
     void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!h) snprintf(why, whylen, "dlopen %s: %s", path, dlerror());
@@ -202,9 +205,17 @@ static int need_syms(void *h, alloc_t *a, const char *m, const char *r, const ch
 
 static int init_pyalloc_any(alloc_t *a, int raw, char *why, size_t whylen) {
     const char *path = getenv("BENCH_PYALLOC_LIB");
+    char dflt[4200];
     if (!path || !*path) {
-        snprintf(why, whylen, "BENCH_PYALLOC_LIB not set");
-        return -1;
+        /* default: ../target/release/libpyalloc.so relative to bench/ (the binary is bench/build/bench) */
+        snprintf(dflt, sizeof dflt, "%s", g_self);
+        char *sl = strrchr(dflt, '/');
+        if (sl) *sl = 0;
+        sl = strrchr(dflt, '/');
+        if (sl) *sl = 0;
+        size_t l = strlen(dflt);
+        snprintf(dflt + l, sizeof dflt - l, "/../target/release/libpyalloc.so");
+        path = dflt;
     }
     void *h = dlopen_local(path, why, whylen);
     if (!h) return -1;
@@ -220,11 +231,16 @@ static int init_pyalloc_raw(alloc_t *a, char *w, size_t n) { return init_pyalloc
 static int init_pymalloc(alloc_t *a, const char *env, const char *soname, int initialize, char *why,
                          size_t whylen) {
     const char *prefix = getenv(env);
+    char dflt[4096];
     if (!prefix || !*prefix) {
-        snprintf(why, whylen, "%s not set (pyenv prefix)", env);
-        return -1;
+        /* default: $PYENV_ROOT (or ~/.pyenv)/versions/3.11.7 or 3.13.0 */
+        const char *root = getenv("PYENV_ROOT"), *home = getenv("HOME");
+        const char *ver = strstr(soname, "3.11") ? "3.11.7" : "3.13.0";
+        if (root && *root) snprintf(dflt, sizeof dflt, "%s/versions/%s", root, ver);
+        else snprintf(dflt, sizeof dflt, "%s/.pyenv/versions/%s", home ? home : "", ver);
+        prefix = dflt;
     }
-    char path[4096];
+    char path[8192];
     snprintf(path, sizeof path, "%s/lib/%s", prefix, soname);
     /* A clean interpreter: its own stdlib, no site, pymalloc (never PYTHONMALLOC). */
     setenv("PYTHONHOME", prefix, 1);
@@ -698,6 +714,7 @@ typedef struct {
     _Atomic int *done_self, *done_peer;
     pthread_barrier_t *bar;
     size_t remote_freed;
+    uint64_t t_start, t_end;
 } tharg_t;
 
 static ALWAYS_INLINE size_t ring_drain(ring_t *in, free_fn F, int check) {
@@ -729,8 +746,11 @@ static ALWAYS_INLINE void thread_loop(tharg_t *t, int check) {
         }
         size_t h = atomic_load_explicit(&out->head, memory_order_relaxed);
         for (size_t k = 0; k < m; k += 2) {
-            while (h - atomic_load_explicit(&out->tail, memory_order_acquire) >= RING_CAP)
-                remote += ring_drain(in, F, check);
+            while (h - atomic_load_explicit(&out->tail, memory_order_acquire) >= RING_CAP) {
+                size_t got = ring_drain(in, F, check);
+                remote += got;
+                if (!got) sched_yield();
+            }
             out->buf[h % RING_CAP] = batch[k];
             h++;
         }
@@ -744,11 +764,13 @@ static ALWAYS_INLINE void thread_loop(tharg_t *t, int check) {
     atomic_store_explicit(t->done_self, 1, memory_order_release);
     for (;;) {
         int peer_done = atomic_load_explicit(t->done_peer, memory_order_acquire);
-        remote += ring_drain(in, F, check);
+        size_t got = ring_drain(in, F, check);
+        remote += got;
         if (peer_done) {
             remote += ring_drain(in, F, check);
             break;
         }
+        if (!got) sched_yield();
     }
     t->remote_freed = remote;
 }
@@ -756,7 +778,9 @@ static ALWAYS_INLINE void thread_loop(tharg_t *t, int check) {
 static void *thread_main(void *arg) {
     tharg_t *t = arg;
     pthread_barrier_wait(t->bar);
+    t->t_start = now_ns();
     if (t->check) thread_loop(t, 1); else thread_loop(t, 0);
+    t->t_end = now_ns();
     return NULL;
 }
 
@@ -770,16 +794,18 @@ static void w_threads(const alloc_t *a, const opts_t *o, result_t *r) {
     tharg_t ta[2];
     for (int k = 0; k < 2; k++) {
         ta[k] = (tharg_t){a, &ring[k], &ring[1 - k], gen_sizes(pairs, 31 + (uint64_t)k), pairs,
-                          check, &done[k], &done[1 - k], &bar, 0};
+                          check, &done[k], &done[1 - k], &bar, 0, 0, 0};
     }
     begin_mem(r);
     pthread_t th[2];
     for (int k = 0; k < 2; k++)
         if (pthread_create(&th[k], NULL, thread_main, &ta[k])) die("pthread_create failed");
     pthread_barrier_wait(&bar);
-    uint64_t t0 = now_ns();
     for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
-    uint64_t t1 = now_ns();
+    /* Wall time from the first thread's start to the last thread's end, as the workers saw it
+     * (the main thread may be descheduled on a busy machine). */
+    uint64_t t0 = ta[0].t_start < ta[1].t_start ? ta[0].t_start : ta[1].t_start;
+    uint64_t t1 = ta[0].t_end > ta[1].t_end ? ta[0].t_end : ta[1].t_end;
     end_mem_peak(r);
     r->live_kib = -1;
     r->after_kib = rss_now() - r->base_kib;
@@ -1065,8 +1091,6 @@ static int child_main(int argc, char **argv) {
 /* ------------------------------------------------------------------------------------------ */
 /* Parent: spawning children and parsing their "result" line                                  */
 /* ------------------------------------------------------------------------------------------ */
-
-static char g_self[4096];
 
 typedef struct {
     int ok, skip, unavailable;
@@ -1868,7 +1892,7 @@ int main(int argc, char **argv) {
     /* jemalloc (and other initial-exec TLS users) loaded by a late dlopen need more static TLS
      * than glibc's default surplus: raise it for this process, and all children, by re-exec. */
     const char *tun = getenv("GLIBC_TUNABLES");
-    if (!tun || !strstr(tun, "glibc.rtld.optional_static_tls")) {
+    if ((!tun || !strstr(tun, "glibc.rtld.optional_static_tls")) && !RUNNING_ON_VALGRIND) {
         char buf[1024];
         snprintf(buf, sizeof buf, "%s%sglibc.rtld.optional_static_tls=16384", tun ? tun : "",
                  tun && *tun ? ":" : "");

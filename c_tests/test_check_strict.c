@@ -1,11 +1,14 @@
-/* Proves strict mode (the default) turns wrong-domain frees and reallocs, and frees of
- * pointers pyalloc does not own, into an abort with one explanatory line on stderr. Each case
- * runs in a forked child whose stderr goes to a pipe; the parent asserts the child died of
- * SIGABRT and that the line starts with "pyalloc: fatal: ", names the function, the pointer
- * (%p), the owning domain, the block size and the domain asked. A control child doing a
- * correct free in strict mode must exit normally. */
+/* Proves strict mode (the default) turns misuse into an abort with one explanatory line on
+ * stderr: wrong-domain frees and reallocs (small and large blocks), frees and reallocs of
+ * pointers pyalloc does not own (libc, stack), an address inside another thread's block (the
+ * check is on the slow path only), and double frees
+ * (a large block; a block whose pool was released). Each case runs in a forked child whose
+ * stderr goes to a pipe; the parent asserts the child died of SIGABRT and that the line starts
+ * with "pyalloc: fatal: ", names the function, the pointer (%p), the owning domain, the block
+ * size and the domain asked. A control child doing a correct free must exit normally. */
 #include "check.h"
 #include "testutil.h"
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/resource.h>
@@ -58,6 +61,11 @@ static void expect_abort(const char *what, bad_call_t call, void *p, const char 
     snprintf(ptr, sizeof ptr, "%p", p);
     CHECK(strstr(out, ptr) != NULL, "%s: pointer %s not in [%s]", what, ptr, out);
     for (int i = 0; want[i]; i++) CHECK(strstr(out, want[i]) != NULL, "%s: [%s] not in [%s]", what, want[i], out);
+}
+
+static void *alloc_obj64(void *out) {
+    *(void **)out = PyObject_Malloc(64);
+    return NULL;
 }
 
 static int stack_probe(void) {
@@ -121,6 +129,30 @@ int main(void) {
     expect_abort("PyMem_Realloc of a libc block", mem_realloc, libc, w8);
     stack_probe();
 
+    /* An address inside a block is not a block. The check is on the slow path only (the
+     * owning thread's fast path trusts the pointer, see docs/DESIGN.md), so the block comes
+     * from another thread's pool. */
+    pthread_t th;
+    unsigned char *obj64 = NULL;
+    pthread_create(&th, NULL, alloc_obj64, &obj64);
+    pthread_join(th, NULL);
+    const char *const w9[] = {"pyalloc: fatal: PyObject_Free(", "not the start of a block", "64-byte blocks", NULL};
+    expect_abort("PyObject_Free of p+16", obj_free, obj64 + 16, w9);
+
+    /* Double free of a large block: its mapping is gone, so it is no longer ours. */
+    void *gone = PyMem_Malloc(200000);
+    PyMem_Free(gone);
+    const char *const w10[] = {"pyalloc: fatal: PyMem_Free(", "pointer not owned by pyalloc", NULL};
+    expect_abort("double PyMem_Free of a large block", mem_free, gone, w10);
+
+    /* Double free of a block whose pool went back: 100 pools of 496-byte blocks, all freed. */
+    static void *many[3300];
+    for (int i = 0; i < 3300; i++) many[i] = PyObject_Malloc(496);
+    for (int i = 0; i < 3300; i++) PyObject_Free(many[i]);
+    pyalloc_collect(0);
+    const char *const w11[] = {"pyalloc: fatal: PyObject_Free(", "not allocated", NULL};
+    expect_abort("double PyObject_Free after the pool was released", obj_free, many[0], w11);
+
     /* The parent's blocks are untouched by the children: free them correctly. */
     CHECK(pyalloc_domain_of(obj48) == PYALLOC_DOMAIN_OBJ && pyalloc_domain_of(mem64) == PYALLOC_DOMAIN_MEM,
           "parent blocks");
@@ -130,6 +162,7 @@ int main(void) {
     PyMem_Free(mem64);
     PyObject_Free(obj_large);
     PyMem_RawFree(raw_large);
+    PyObject_Free(obj64);
     free(libc);
     TEST_MAIN_END();
 }

@@ -28,6 +28,8 @@ int main(void) {
                   pyalloc_domain_of(p + 16));
             CHECK(pyalloc_domain_of(p + 1) == PYALLOC_DOMAIN_NONE, "%s: p+1 of a %zu-byte block has domain %d",
                   APIS[d].name, sizes[i], pyalloc_domain_of(p + 1));
+            CHECK(pyalloc_usable_size(p + 1) == 0, "%s: usable_size(p+1) of a %zu-byte block is %zu", APIS[d].name,
+                  sizes[i], pyalloc_usable_size(p + 1));
             void *c = APIS[d].calloc(3, sizes[i]);
             CHECK(pyalloc_domain_of(c) == d, "%s: calloc(3, %zu) domain", APIS[d].name, sizes[i]);
             APIS[d].free(c);

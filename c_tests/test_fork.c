@@ -1,11 +1,12 @@
 /* Proves the allocator stays usable across fork() while another thread is busy allocating
- * (small, medium and large blocks, making and dropping arenas, so it often holds a lock): the
- * parent holds patterned blocks of all domains and forks many times. Each child verifies and
- * frees half of the parent's blocks and allocates in every domain and size range; the long
- * children also run 100k allocate/realloc/free operations with pattern checks. A child exits
- * 0 only if everything held; the parent checks each exit status (a child still running after
- * 10 s counts as hung, e.g. on a lock inherited from the busy thread), then verifies and
- * frees its own blocks. */
+ * (small and large blocks, making and dropping arenas, so it often holds a lock): the parent
+ * holds patterned blocks of all domains and forks while that thread runs. 34 children verify
+ * and free half of the parent's blocks and allocate in every domain and size range (4 of them
+ * also run 100k allocate/realloc/free operations with pattern checks); then a storm of 2000
+ * tiny children each allocate a large and a small block per domain, so that some fork lands
+ * while the busy thread holds a short-held lock. A child exits 0 only if everything held, and
+ * kills itself with SIGALRM if it hangs (a lock inherited locked); the parent checks every
+ * status, then verifies and frees its own blocks. */
 #include "check.h"
 #include "testutil.h"
 #include <pthread.h>
@@ -17,7 +18,8 @@
 
 #define NPARENT 6000
 #define LONG_FORKS 4
-#define QUICK_FORKS 60
+#define QUICK_FORKS 30
+#define STORM 2000
 #define CHILD_OPS 100000
 #define SLOTS 512
 
@@ -37,7 +39,7 @@ static void *busy(void *arg) {
     for (long i = 0; !atomic_load_explicit(&stop, memory_order_relaxed); i++) {
         int j = (int)(i % 64);
         PyMem_RawFree(win[j]);
-        win[j] = APIS[0].malloc(rng_range(&rng, 1, i % 3 == 0 ? 100000 : 2000)); /* some large */
+        win[j] = PyMem_RawMalloc(i % 2 ? rng_range(&rng, 65537, 200000) : rng_range(&rng, 1, 2000));
         if (win[j]) memset(win[j], (int)i, 16);
         if (i % 1000 == 999) {
             for (int k = 0; k < 256; k++) burst[k] = PyObject_Malloc(32768);
@@ -116,6 +118,42 @@ static int child(int k, int ops) {
     return bad;
 }
 
+/* The storm's child: touch each lock-protected path once (large blocks take the descriptor
+ * lock, a fresh class may take the arena lock) and report whether the blocks work. */
+static int tiny_child(void) {
+    int bad = 0;
+    for (int d = 0; d < 3; d++) {
+        unsigned char *big = APIS[d].malloc(100000), *small = APIS[d].malloc(24);
+        if (!big || !small) return 1;
+        big[99999] = small[23] = 7;
+        bad += big[99999] != 7 || pyalloc_domain_of(big) != d || pyalloc_domain_of(small) != d;
+        APIS[d].free(big);
+        APIS[d].free(small);
+    }
+    return bad;
+}
+
+/* Fork and run the child, which kills itself with SIGALRM after timeout_s seconds (a hang).
+ * Returns 0 (exit 0), 1 (failed) or 2 (hung). */
+static int run_fork(int k, int ops, unsigned timeout_s) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return 1;
+    if (pid == 0) {
+        alarm(timeout_s);
+        _exit((ops < 0 ? tiny_child() : child(k, ops)) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid) return 1;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
+        fprintf(stderr, "  child %d hung\n", k);
+        return 2;
+    }
+    fprintf(stderr, "  child %d: status %#x (%s)\n", k, status, WIFSIGNALED(status) ? "killed by a signal" : "exited");
+    return 1;
+}
+
 int main(void) {
     for (int i = 0; i < NPARENT; i++) {
         pblk[i] = APIS[i % 3].malloc(psize(i));
@@ -129,32 +167,27 @@ int main(void) {
     for (int k = 0; k < LONG_FORKS + QUICK_FORKS; k++) {
         long before = atomic_load(&busy_rounds);
         while (atomic_load(&busy_rounds) < before + 1 + k % 7) sched_yield(); /* fork mid-loop */
-        fflush(NULL);
-        pid_t pid = fork();
-        CHECK(pid >= 0, "fork");
-        if (pid == 0) _exit(child(k, k < LONG_FORKS ? CHILD_OPS : 0) == 0 ? 0 : 1);
-        int status = 0, waited = 0;
-        pid_t r;
-        while ((r = waitpid(pid, &status, WNOHANG)) == 0 && waited < 10000) {
-            usleep(1000);
-            waited++;
-        }
-        if (r == 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            if (hung++ < 3) fprintf(stderr, "  child %d hung\n", k);
-            continue;
-        }
-        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-            failed++;
-            fprintf(stderr, "  child %d: status %#x (%s)\n", k, status,
-                    WIFSIGNALED(status) ? "killed by a signal" : "exited");
-        }
+        int r = run_fork(k, k < LONG_FORKS ? CHILD_OPS : 0, 10);
+        hung += r == 2;
+        failed += r == 1;
     }
     CHECK(hung == 0, "%d of %d children hung after fork", hung, LONG_FORKS + QUICK_FORKS);
     CHECK(failed == 0, "%d of %d children failed", failed, LONG_FORKS + QUICK_FORKS);
+
+    /* Storm: many back-to-back forks with tiny children, so that some fork lands while the
+     * busy thread holds one of the short-held locks. Stop at the first hang. */
+    int storm_hung = 0, storm_failed = 0, k;
+    for (k = 0; k < STORM && !storm_hung; k++) {
+        int r = run_fork(k, -1, 2);
+        storm_hung += r == 2;
+        storm_failed += r == 1;
+    }
+    CHECK(storm_hung == 0, "a child hung after fork %d of the storm (a lock inherited locked?)", k);
+    CHECK(storm_failed == 0, "%d storm children failed", storm_failed);
+
     atomic_store(&stop, 1);
     pthread_join(t, NULL);
+    CHECK(atomic_load(&busy_rounds) > 10000, "the busy thread ran only %ld rounds", atomic_load(&busy_rounds));
 
     long bad = 0;
     for (int i = 0; i < NPARENT; i++) {

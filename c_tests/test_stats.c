@@ -2,10 +2,12 @@
  * known sizes per domain (small, medium and large), the deltas of allocations, frees,
  * live_blocks, live_bytes (class sizes: 16-byte steps to 512, four classes per doubling to
  * 65536, large requests rounded up to 4096), large_blocks and large_bytes are exact, the peak
- * covers the live bytes reached and pools are in use; freeing half and then all brings them
- * back; a moving realloc counts one allocation and one free, free(NULL) counts nothing. The
- * text report (pyalloc_stats_report) holds each domain's section with its allocation count,
- * returns its full length like snprintf, and is NUL-terminated when truncated. */
+ * covers the live bytes reached (also when nobody read the statistics in between) and pools
+ * are in use; freeing half and then all brings them back; a moving realloc counts one
+ * allocation and one free, a large realloc moves live_bytes by the page-rounded difference,
+ * free(NULL) counts nothing. The text report (pyalloc_stats_report, pyalloc_stats_print)
+ * holds each domain's section with its counts, returns its full length like snprintf, and is
+ * NUL-terminated when truncated. */
 #include "check.h"
 #include "testutil.h"
 #include <stdlib.h>
@@ -103,7 +105,7 @@ int main(void) {
 
     /* A realloc that must move (16 -> 4000 bytes) counts one allocation and one free; a shrink
      * within the class stays in place and counts nothing; free(NULL) counts nothing. */
-    int extra[3]; /* allocations (and frees) made by this part */
+    int extra[3]; /* allocations (and frees) made from here on, per domain */
     for (int d = 0; d < 3; d++) {
         void *p = APIS[d].malloc(16);
         pyalloc_stats a = st();
@@ -125,6 +127,41 @@ int main(void) {
         CHECK(DD(e, c, d, frees) == 0, "%s: free(NULL) counted", APIS[d].name);
         APIS[d].free(r);
         extra[d] = 2 + (r != q);
+    }
+
+    /* A large block resized: live_bytes and large_bytes follow the page-rounded sizes, the
+     * block count stays, and allocations and frees stay balanced. */
+    for (int d = 0; d < 3; d++) {
+        void *p = APIS[d].malloc(100000);
+        pyalloc_stats a = st();
+        void *q = APIS[d].realloc(p, 250001);
+        pyalloc_stats b = st();
+        long long grow = (long long)expected_block_size(250001) - (long long)expected_block_size(100000);
+        CHECK(q != NULL && DD(b, a, d, live_bytes) == grow && DD(b, a, d, large_bytes) == grow,
+              "%s: large realloc live_bytes delta %lld, large_bytes delta %lld, expected %lld", APIS[d].name,
+              DD(b, a, d, live_bytes), DD(b, a, d, large_bytes), grow);
+        CHECK(DD(b, a, d, live_blocks) == 0 && DD(b, a, d, large_blocks) == 0 &&
+                  DD(b, a, d, allocations) == DD(b, a, d, frees),
+              "%s: large realloc changed the block counts", APIS[d].name);
+        APIS[d].free(q);
+        extra[d] += 1 + (int)DD(b, a, d, allocations);
+    }
+
+    /* The peak follows the high point even when nobody reads the statistics meanwhile: 8 MB
+     * of 64-byte objects, all freed, then read. */
+    {
+        enum { NP = 8 * 1024 * 1024 / 64 };
+        void **v = PyMem_RawMalloc(NP * sizeof(void *));
+        pyalloc_stats a = st();
+        for (int i = 0; i < NP; i++) v[i] = PyObject_Malloc(64);
+        for (int i = 0; i < NP; i++) PyObject_Free(v[i]);
+        PyMem_RawFree(v);
+        pyalloc_stats b = st();
+        unsigned long long reached = a.domains[2].live_bytes + (unsigned long long)NP * 64;
+        CHECK(b.domains[2].peak_live_bytes + (1 << 20) >= reached, "object peak %llu, high point reached %llu",
+              U(b.domains[2].peak_live_bytes), reached);
+        extra[2] += NP;
+        extra[0] += 1;
     }
 
     /* The report. */

@@ -109,10 +109,14 @@ pub fn gather() -> pyalloc_stats {
 /// Write the text report (in the spirit of `sys._debugmallocstats()`).
 pub fn write_report(w: &mut impl Write) -> fmt::Result {
     let s = gather();
+    // The first line reads like pymalloc's report, which tools (and test_sys) look for.
+    writeln!(w, "Small block threshold = {SMALL_MAX}, in {NUM_SMALL} size classes.")?;
     writeln!(
         w,
-        "pyalloc {}: small blocks in pools of {} KiB, arenas of {} KiB",
+        "pyalloc {}: {} medium classes up to {} bytes; pools of {} KiB, arenas of {} KiB",
         env!("CARGO_PKG_VERSION"),
+        NUM_MEDIUM,
+        MEDIUM_MAX,
         POOL_SIZE >> 10,
         ARENA_SIZE >> 10
     )?;

@@ -391,14 +391,15 @@ void PyObject_SetArenaAllocator(PyObjectArenaAllocator *allocator);
 #endif
 
 /*
- The domain that owns the block at `ptr`: `PYALLOC_DOMAIN_RAW`, `_MEM`, `_OBJ`, or
- `PYALLOC_DOMAIN_NONE` if it is not a live block of pyalloc. O(1); the block is not read.
+ The domain whose memory holds `ptr`: `PYALLOC_DOMAIN_RAW`, `_MEM`, `_OBJ`, or
+ `PYALLOC_DOMAIN_NONE` if no pool in use or large block of pyalloc covers it. Pointers into a
+ block count (CPython's debug hooks hand out such pointers). O(1); the block is not read.
  */
 int pyalloc_domain_of(const void *ptr);
 
 /*
- Usable size of the block at `ptr` (at least what was asked), or 0 if it is not a live
- block of pyalloc.
+ Usable size of the block that starts at `ptr` (at least what was asked), or 0 if `ptr` is
+ not the start of a block of pyalloc.
  */
 size_t pyalloc_usable_size(const void *ptr);
 

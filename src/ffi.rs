@@ -329,8 +329,9 @@ pub unsafe extern "C" fn PyObject_SetArenaAllocator(allocator: *mut PyObjectAren
 // ---------------------------------------------------------------------------------------------
 // pyalloc's extras.
 
-/// The domain that owns the block at `ptr`: `PYALLOC_DOMAIN_RAW`, `_MEM`, `_OBJ`, or
-/// `PYALLOC_DOMAIN_NONE` if it is not a live block of pyalloc. O(1); the block is not read.
+/// The domain whose memory holds `ptr`: `PYALLOC_DOMAIN_RAW`, `_MEM`, `_OBJ`, or
+/// `PYALLOC_DOMAIN_NONE` if no pool in use or large block of pyalloc covers it. Pointers into a
+/// block count (CPython's debug hooks hand out such pointers). O(1); the block is not read.
 #[no_mangle]
 pub extern "C" fn pyalloc_domain_of(ptr: *const c_void) -> c_int {
     match heap::domain_of(ptr as *mut u8) {
@@ -339,8 +340,8 @@ pub extern "C" fn pyalloc_domain_of(ptr: *const c_void) -> c_int {
     }
 }
 
-/// Usable size of the block at `ptr` (at least what was asked), or 0 if it is not a live
-/// block of pyalloc.
+/// Usable size of the block that starts at `ptr` (at least what was asked), or 0 if `ptr` is
+/// not the start of a block of pyalloc.
 #[no_mangle]
 pub extern "C" fn pyalloc_usable_size(ptr: *const c_void) -> usize {
     heap::usable_size(ptr as *mut u8)

@@ -633,30 +633,40 @@ pub fn calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut u8 {
     p
 }
 
-/// The domain that owns the block at `p`, answered from the page map and the pool descriptor
-/// (the block itself is not read). None if `p` is not a live block of ours.
+/// The domain whose memory holds address `p`: the domain of the pool in use (or large block)
+/// covering it, answered from the page map and the pool descriptor, without reading the block.
+/// Interior pointers count (debug hooks hand out pointers past a header). None if no pool in
+/// use or large block of ours covers `p`.
 pub fn domain_of(p: *mut u8) -> Option<usize> {
     let pool = pagemap::lookup(p as usize);
     if pool.is_null() {
         return None;
     }
-    // SAFETY: a live descriptor from the page map.
+    // SAFETY: a live descriptor from the page map; start/end are published by the tag.
     unsafe {
         let tag = (*pool).owner_tag.load(Ordering::Acquire);
-        if tag == TAG_FREE || tag == TAG_CACHED || !(*pool).is_block_start(p as usize) {
+        let (start, end) = ((*pool).start as usize, (*pool).end as usize);
+        if tag == TAG_FREE || tag == TAG_CACHED || (p as usize) < start || (p as usize) >= end {
             return None;
         }
         Some(tag & 3)
     }
 }
 
-/// Usable size of the block at `p` (0 if not a live block of ours).
+/// Usable size of the block starting at `p` (0 if `p` is not the start of a block of ours).
 pub fn usable_size(p: *mut u8) -> usize {
-    if domain_of(p).is_none() {
+    let pool = pagemap::lookup(p as usize);
+    if pool.is_null() || domain_of(p).is_none() {
         return 0;
     }
-    // SAFETY: checked live just above.
-    unsafe { (*pagemap::lookup(p as usize)).size }
+    // SAFETY: a live descriptor (checked just above).
+    unsafe {
+        if (*pool).is_block_start(p as usize) {
+            (*pool).size
+        } else {
+            0
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -896,6 +906,10 @@ mod tests {
                 // Emptied and not current: parked in the heap's cache.
                 assert_eq!((*first).tag(), TAG_CACHED);
                 assert_eq!(domain_of(blocks[0] as *mut u8), None);
+                assert_eq!(domain_of(blocks[cap] as *mut u8), Some(OBJ));
+                assert_eq!(domain_of((blocks[cap] + 5) as *mut u8), Some(OBJ));
+                assert_eq!(usable_size((blocks[cap] + 5) as *mut u8), 0);
+                assert_eq!(usable_size(blocks[cap] as *mut u8), 48);
                 free::<OBJ>(blocks[cap] as *mut u8);
                 // The current pool stays (empty) for the next allocation.
                 assert_eq!((*last).used, CURRENT_BIAS);

@@ -1,0 +1,87 @@
+"""pyalloc's statistics as Python data.
+
+    >>> import pyalloc_stats
+    >>> s = pyalloc_stats.stats()          # dict, from the JSON the library writes
+    >>> s["domains"]["object"]["live_blocks"]
+    >>> pyalloc_stats.mode()               # 'standalone', 'installed' or 'aside'
+
+Works when libpyalloc is preloaded (LD_PRELOAD) or loadable: the library is found in the
+process first, then at $PYALLOC_LIB. Pure Python over ctypes; nothing to build.
+"""
+import ctypes
+import json
+import os
+
+__all__ = ["library", "stats", "report", "mode", "collect"]
+
+_lib = None
+
+
+def library():
+    """The loaded libpyalloc (ctypes.CDLL)."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    candidates = []
+    for entry in os.environ.get("LD_PRELOAD", "").replace(":", " ").split():
+        if "pyalloc" in os.path.basename(entry):
+            candidates.append(entry)
+    if os.environ.get("PYALLOC_LIB"):
+        candidates.append(os.environ["PYALLOC_LIB"])
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates.append(os.path.join(here, "..", "target", "release", "libpyalloc.so"))
+    candidates.append("libpyalloc.so")
+    for path in candidates:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        lib.pyalloc_stats_json.restype = ctypes.c_size_t
+        lib.pyalloc_stats_json.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        lib.pyalloc_stats_report.restype = ctypes.c_size_t
+        lib.pyalloc_stats_report.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        lib.pyalloc_host_mode.restype = ctypes.c_int
+        lib.pyalloc_collect.argtypes = [ctypes.c_int]
+        _lib = lib
+        return lib
+    raise OSError("libpyalloc.so not found: preload it or set PYALLOC_LIB")
+
+
+def _text(fn):
+    size = 1 << 16
+    while True:
+        buf = ctypes.create_string_buffer(size)
+        need = fn(buf, size)
+        if need < size:
+            return buf.value.decode()
+        size = need + 4096
+
+
+def stats():
+    """All statistics as a dict (per domain, per size class, arenas, OS figures)."""
+    return json.loads(_text(library().pyalloc_stats_json))
+
+
+def report():
+    """The text report (what PYALLOC_STATS=1 prints at exit)."""
+    return _text(library().pyalloc_stats_report)
+
+
+def mode():
+    """'standalone', 'installed' (serving this interpreter) or 'aside' (a host is present but
+    pyalloc stepped aside, e.g. for PYTHONMALLOC=malloc)."""
+    return {0: "standalone", 1: "installed", 2: "aside"}.get(library().pyalloc_host_mode(), "?")
+
+
+def collect(purge=True):
+    """Give empty pools back now, and with purge their pages to the OS."""
+    library().pyalloc_collect(1 if purge else 0)
+
+
+if __name__ == "__main__":
+    s = stats()
+    print(f"pyalloc is {mode()}")
+    for name, d in s["domains"].items():
+        print(f"{name:7s} live blocks {d['live_blocks']:>10}  live bytes {d['live_bytes']:>12}  "
+              f"allocations {d['allocations']:>12}")
+    print(f"arenas {s['arenas_in_use']}, mapped {s['bytes_mapped'] / 2**20:.1f} MiB")

@@ -131,7 +131,7 @@ print(top.size, top.count, top.traceback[0].lineno)
 
     # 7. sys._debugmallocstats() shows pyalloc's report (where the host's binding lets it: a
     # shared libpython; a statically linked interpreter binds its own).
-    shared = run(py, "import sysconfig; print(sysconfig.get_config_var('Py_ENABLE_SHARED'))", lib=lib).stdout.strip() == "1"
+    shared = run(py, "print(any('libpython' in l for l in open('/proc/self/maps')))", lib=lib).stdout.strip() == "True"
     r = run(py, "import sys; sys._debugmallocstats()", lib=lib)
     if not shared:
         print(f"static libpython: sys._debugmallocstats and sys.getallocatedblocks stay CPython's", flush=True)

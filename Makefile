@@ -8,7 +8,7 @@ BUILD   := build
 PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all lib header header-check header-compile demo test rust-test lint c-test install clean
+.PHONY: all lib header header-check header-compile demo python-demo test rust-test lint c-test python-test cpython-test cpython-test-quick bench bench-smoke bench-icount install clean
 
 all: lib
 
@@ -40,6 +40,22 @@ demo: lib
 	$(CC) -std=c11 -O2 -Wall -Wextra -Iinclude examples/demo.c -o $(BUILD)/demo -L$(LIBDIR) -lpyalloc -Wl,-rpath,$(CURDIR)/$(LIBDIR) -pthread
 	./$(BUILD)/demo
 
+# A Python workload on a real interpreter with pyalloc preloaded; the report goes to stderr.
+PY ?= $(shell python3 -c 'import sys; print(sys.executable)')
+python-demo: lib
+	LD_PRELOAD=$(CURDIR)/$(LIBDIR)/libpyalloc.so PYALLOC_STATS=1 $(PY) python/demo.py
+
+# Preload tests (python/test_preload.py) on one interpreter: PY=/path/to/python3.X
+python-test: lib
+	$(PY) python/test_preload.py --python $(PY) --lib $(LIBDIR)/libpyalloc.so
+
+# CPython's own regression tests: stock, PYTHONMALLOC=malloc, and preloaded (PY=/path/to/python3.X).
+cpython-test: lib
+	python3 python/cpython_test.py --python $(PY) --lib $(LIBDIR)/libpyalloc.so
+
+cpython-test-quick: lib
+	python3 python/cpython_test.py --python $(PY) --lib $(LIBDIR)/libpyalloc.so --quick
+
 rust-test:
 	$(CARGO) test --release
 
@@ -50,7 +66,10 @@ lint:
 c-test: lib
 	./c_tests/run.sh
 
-test: rust-test lint header-check header-compile c-test
+test: rust-test lint header-check header-compile c-test python-test cpython-test-quick bench-smoke
+
+bench bench-smoke bench-icount: lib
+	$(MAKE) -C bench $@
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

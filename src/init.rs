@@ -72,8 +72,13 @@ fn init_slow() {
     }
 }
 
+/// PYALLOC_STATS=1: the report at exit, from processes pyalloc served (a preloaded library
+/// also lands in helper processes such as shells, which stay quiet).
 extern "C" fn print_stats_at_exit() {
-    crate::ffi::pyalloc_stats_print();
+    let s = crate::stats::gather();
+    if host::mode() == host::Mode::Installed || s.domains.iter().any(|d| d.allocations > 0) {
+        crate::ffi::pyalloc_stats_print();
+    }
 }
 
 /// Arrange for `h` to be abandoned when the calling thread exits.

@@ -110,7 +110,10 @@ pub fn gather() -> pyalloc_stats {
 pub fn write_report(w: &mut impl Write) -> fmt::Result {
     let s = gather();
     // The first line reads like pymalloc's report, which tools (and test_sys) look for.
-    writeln!(w, "Small block threshold = {SMALL_MAX}, in {NUM_SMALL} size classes.")?;
+    writeln!(
+        w,
+        "Small block threshold = {SMALL_MAX}, in {NUM_SMALL} size classes."
+    )?;
     writeln!(
         w,
         "pyalloc {}: {} medium classes up to {} bytes; pools of {} KiB, arenas of {} KiB",

@@ -3,6 +3,7 @@
 set -u
 cd "$(dirname "$0")/.."
 LIBDIR=${LIBDIR:-target/release}
+case "$LIBDIR" in /*) ;; *) LIBDIR="$PWD/$LIBDIR" ;; esac
 OUT=${OUT:-build/c_tests}
 CC=${CC:-cc}
 mkdir -p "$OUT"
@@ -12,7 +13,7 @@ for src in c_tests/test_*.c; do
     extra=""
     [ -f "c_tests/$name.flags" ] && extra=$(cat "c_tests/$name.flags")
     if ! $CC -std=gnu11 -O1 -g -Wall -Wextra -Werror -Iinclude -Ic_tests -pthread "$src" -o "$OUT/$name" \
-        -L"$LIBDIR" -lpyalloc -Wl,-rpath,"$PWD/$LIBDIR" $extra; then
+        -L"$LIBDIR" -lpyalloc -Wl,-rpath,"$LIBDIR" $extra; then
         broken="$broken $name(build)"; failed=$((failed + 1)); continue
     fi
     log="$OUT/$name.log"

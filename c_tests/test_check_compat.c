@@ -53,12 +53,12 @@ int main(void) {
         }
 
     /* Wrong-domain realloc moves the block into the asked domain, keeping its contents. */
-    static const size_t from[] = {100, 100, 5000, 100000, 300};
-    static const size_t to[] = {300, 20, 200000, 500, 100000};
+    static const size_t from[] = {100, 100, 5000, 100000, 300, 100000};
+    static const size_t to[] = {300, 20, 200000, 500, 100000, 300000};
     for (int owner = 0; owner < 3; owner++)
         for (int asked = 0; asked < 3; asked++) {
             if (owner == asked) continue;
-            for (int k = 0; k < 5; k++) {
+            for (int k = 0; k < 6; k++) {
                 unsigned char *p = APIS[owner].malloc(from[k]);
                 fill_bytes(p, from[k], (uint32_t)(owner * 10 + asked + k));
                 pyalloc_stats a = st();

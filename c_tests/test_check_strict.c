@@ -1,11 +1,11 @@
 /* Proves strict mode (the default) turns misuse into an abort with one explanatory line on
  * stderr: wrong-domain frees and reallocs (small and large blocks), frees and reallocs of
  * pointers pyalloc does not own (libc, stack), an address inside another thread's block (the
- * check is on the slow path only), and double frees
- * (a large block; a block whose pool was released). Each case runs in a forked child whose
- * stderr goes to a pipe; the parent asserts the child died of SIGABRT and that the line starts
- * with "pyalloc: fatal: ", names the function, the pointer (%p), the owning domain, the block
- * size and the domain asked. A control child doing a correct free must exit normally. */
+ * check is on the slow path only), and double frees (a large block; a block whose pool was
+ * released). Each case runs in a forked child whose stderr goes to a pipe; the parent asserts
+ * the child died of SIGABRT and that the line starts with "pyalloc: fatal: ", names the
+ * function, the pointer (%p), the owning domain, the block size and the domain asked. A
+ * control child doing a correct free must exit normally. */
 #include "check.h"
 #include "testutil.h"
 #include <pthread.h>

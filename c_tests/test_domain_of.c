@@ -1,7 +1,8 @@
-/* Proves pyalloc_domain_of names the owning domain of small, medium and large blocks of each
- * domain (and usable_size is non-zero for them), and answers PYALLOC_DOMAIN_NONE (usable size
- * 0) for NULL, stack, global, code and libc-malloc pointers, for addresses inside a block
- * that are not its start, and for freed blocks whose memory went back: a large block after
+/* Proves pyalloc_domain_of names the domain whose memory holds a pointer: for the start of
+ * small, medium and large blocks of each domain and for addresses inside them (first, middle
+ * and last byte; CPython's debug hooks hand out such pointers), while pyalloc_usable_size
+ * answers only for a block's start. Both answer NONE / 0 for NULL, stack, global, code and
+ * libc-malloc pointers, and for freed blocks whose memory went back: a large block after
  * free, and small/medium blocks once their pools were released. */
 #include "check.h"
 #include "testutil.h"
@@ -22,14 +23,15 @@ int main(void) {
                   pyalloc_domain_of(p));
             CHECK(pyalloc_usable_size(p) >= sizes[i], "%s: usable_size of %zu-byte block is %zu", APIS[d].name,
                   sizes[i], pyalloc_usable_size(p));
-            /* An address inside the block is not a block. */
-            CHECK(pyalloc_domain_of(p + 16) == PYALLOC_DOMAIN_NONE || sizes[i] <= 16,
-                  "%s: interior pointer p+16 of a %zu-byte block has domain %d", APIS[d].name, sizes[i],
-                  pyalloc_domain_of(p + 16));
-            CHECK(pyalloc_domain_of(p + 1) == PYALLOC_DOMAIN_NONE, "%s: p+1 of a %zu-byte block has domain %d",
-                  APIS[d].name, sizes[i], pyalloc_domain_of(p + 1));
-            CHECK(pyalloc_usable_size(p + 1) == 0, "%s: usable_size(p+1) of a %zu-byte block is %zu", APIS[d].name,
-                  sizes[i], pyalloc_usable_size(p + 1));
+            /* Addresses inside the block belong to the same domain, but are not a block start. */
+            size_t inside[] = {1, 16, sizes[i] / 2, 16384, sizes[i] - 1};
+            for (int k = 0; k < 5; k++) {
+                if (inside[k] == 0 || inside[k] >= sizes[i]) continue;
+                CHECK(pyalloc_domain_of(p + inside[k]) == d, "%s: p+%zu inside a %zu-byte block has domain %d",
+                      APIS[d].name, inside[k], sizes[i], pyalloc_domain_of(p + inside[k]));
+                CHECK(pyalloc_usable_size(p + inside[k]) == 0, "%s: usable_size(p+%zu) of a %zu-byte block is %zu",
+                      APIS[d].name, inside[k], sizes[i], pyalloc_usable_size(p + inside[k]));
+            }
             void *c = APIS[d].calloc(3, sizes[i]);
             CHECK(pyalloc_domain_of(c) == d, "%s: calloc(3, %zu) domain", APIS[d].name, sizes[i]);
             APIS[d].free(c);

@@ -1,12 +1,13 @@
 /* Proves the allocator stays usable across fork() while another thread is busy allocating
  * (small and large blocks, making and dropping arenas, so it often holds a lock): the parent
  * holds patterned blocks of all domains and forks while that thread runs. 34 children verify
- * and free half of the parent's blocks and allocate in every domain and size range (4 of them
- * also run 100k allocate/realloc/free operations with pattern checks); then a storm of 2000
- * tiny children each allocate a large and a small block per domain, so that some fork lands
- * while the busy thread holds a short-held lock. A child exits 0 only if everything held, and
- * kills itself with SIGALRM if it hangs (a lock inherited locked); the parent checks every
- * status, then verifies and frees its own blocks. */
+ * and free half of the parent's blocks and allocate in every domain and size range; 4 of them
+ * also run 100k allocate/realloc/free operations with pattern checks, then start a thread
+ * that frees the other half and allocates, adopting the busy thread's idle heap (no new heap).
+ * Then a storm of 2000 tiny children each allocate a large and a small block per domain, so
+ * that some fork lands while the busy thread holds a short-held lock. A child exits 0 only if
+ * everything held, and kills itself with SIGALRM if it hangs (a lock inherited locked); the
+ * parent checks every status, then verifies and frees its own blocks. */
 #include "check.h"
 #include "testutil.h"
 #include <pthread.h>
@@ -49,6 +50,23 @@ static void *busy(void *arg) {
     }
     for (int j = 0; j < 64; j++) PyMem_RawFree(win[j]);
     return NULL;
+}
+
+/* A thread of the child: frees the parent blocks the child kept, allocates and frees. */
+static void *child_thread(void *arg) {
+    int k = (int)(intptr_t)arg;
+    long bad = 0;
+    for (int i = 0; i < NPARENT; i++)
+        if ((i + k) % 2 == 0) {
+            bad += check_bytes(pblk[i], psize(i), (uint32_t)i) != psize(i);
+            APIS[i % 3].free(pblk[i]);
+        }
+    for (int i = 0; i < 10000; i++) {
+        void *p = APIS[i % 3].malloc((size_t)(i % 700));
+        bad += pyalloc_domain_of(p) != i % 3;
+        APIS[i % 3].free(p);
+    }
+    return (void *)(intptr_t)bad;
 }
 
 /* The child's work; returns the number of failed checks. Uses write() only for messages. */
@@ -111,6 +129,23 @@ static int child(int k, int ops) {
             bad += !check_words(s[j].p, s[j].n, s[j].seed);
             APIS[s[j].d].free(s[j].p);
         }
+    if (ops > 0) {
+        /* A new thread in the child adopts a heap left by a thread that is gone (the busy
+         * thread's): no new heap is made. */
+        pyalloc_stats before, after;
+        pyalloc_stats_get(&before);
+        pthread_t t;
+        void *res = (void *)1;
+        if (pthread_create(&t, NULL, child_thread, (void *)(intptr_t)k) != 0 || pthread_join(t, &res) != 0)
+            return bad + 1;
+        pyalloc_stats_get(&after);
+        bad += res != NULL;
+        if (after.heaps != before.heaps || before.heaps_abandoned < 1) {
+            static const char msg[] = "test_fork: the child's thread did not adopt an idle heap\n";
+            (void)!write(2, msg, sizeof msg - 1);
+            bad++;
+        }
+    }
     if (bad) {
         static const char msg[] = "test_fork: child found corrupted blocks\n";
         (void)!write(2, msg, sizeof msg - 1);

@@ -3,8 +3,10 @@
  * the saved struct); every public call (malloc, calloc, realloc, free, PyMem_New/Resize/Del)
  * reaches the hook of its own domain (found through the ctx it was installed with) with the
  * caller's arguments, and what the chain returns is what the caller gets and works. Two hooks
- * can be stacked. Restoring the saved allocator stops the counting. An unknown domain (7)
- * reads as all-NULL and PyMem_SetAllocator ignores it. */
+ * can be stacked; requests above PY_SSIZE_T_MAX fail before reaching a hook, as in CPython;
+ * one domain can be served by another's allocator (mem by the object allocator).
+ * Restoring the saved allocator stops the counting. An unknown domain (7) reads as all-NULL
+ * and PyMem_SetAllocator ignores it. */
 #include "check.h"
 #include "testutil.h"
 #include <stdint.h>
@@ -106,6 +108,19 @@ int main(void) {
               "%s: calls reached another domain's hook", a->name);
     }
 
+    /* As in CPython, requests above PY_SSIZE_T_MAX fail before reaching the allocator. */
+    for (int d = 0; d < 3; d++) {
+        long seen = total(&hooks[d]);
+        void *p = APIS[d].malloc(8);
+        seen++;
+        CHECK(APIS[d].malloc((size_t)PY_SSIZE_T_MAX + 1) == NULL, "%s: oversized malloc", APIS[d].name);
+        CHECK(APIS[d].calloc((size_t)PY_SSIZE_T_MAX / 2 + 1, 2) == NULL, "%s: oversized calloc", APIS[d].name);
+        CHECK(APIS[d].realloc(p, (size_t)PY_SSIZE_T_MAX + 1) == NULL, "%s: oversized realloc", APIS[d].name);
+        CHECK(total(&hooks[d]) == seen, "%s: oversized requests reached the hook (%ld calls)", APIS[d].name,
+              total(&hooks[d]) - seen);
+        APIS[d].free(p);
+    }
+
     /* PyMem_New / PyMem_Resize / PyMem_Del go through the mem hook. */
     hook_t *hm = &hooks[PYMEM_DOMAIN_MEM];
     long m0 = hm->mallocs, r0 = hm->reallocs, f0 = hm->frees;
@@ -144,6 +159,29 @@ int main(void) {
         APIS[d].free(APIS[d].malloc(8));
     }
     CHECK(total(&stray) == 0, "the allocator given for domain 7 was called");
+
+    /* One domain may be served by another's allocator (CPython's default gives PyMem_Malloc
+     * pymalloc, the object allocator): installing pyalloc's object allocator (saved under
+     * the object hook) in the mem domain makes PyMem_* blocks object blocks, freeable through
+     * either API. */
+    {
+        PyMemAllocatorEx mem_now;
+        PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &mem_now);
+        PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &hooks[PYMEM_DOMAIN_OBJ].saved);
+        long before_mem = total(&hooks[PYMEM_DOMAIN_MEM]);
+        unsigned char *a = PyMem_Malloc(40), *b = PyMem_Calloc(10, 10), *c = PyMem_Malloc(100000);
+        CHECK(pyalloc_domain_of(a) == PYALLOC_DOMAIN_OBJ && pyalloc_domain_of(b) == PYALLOC_DOMAIN_OBJ &&
+                  pyalloc_domain_of(c) == PYALLOC_DOMAIN_OBJ,
+              "mem served by the object allocator: domains %d %d %d", pyalloc_domain_of(a), pyalloc_domain_of(b),
+              pyalloc_domain_of(c));
+        a = PyMem_Realloc(a, 5000);
+        CHECK(a != NULL && pyalloc_domain_of(a) == PYALLOC_DOMAIN_OBJ, "PyMem_Realloc in the object domain");
+        PyMem_Free(a);
+        PyObject_Free(b); /* same allocator behind both APIs */
+        PyMem_Free(c);
+        CHECK(total(&hooks[PYMEM_DOMAIN_MEM]) == before_mem, "the replaced mem hook was still called");
+        PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &mem_now);
+    }
 
     /* Restoring the saved allocators stops the counting. */
     long before[3];

@@ -143,8 +143,15 @@ int main(void) {
         CHECK(DD(b, a, d, live_blocks) == 0 && DD(b, a, d, large_blocks) == 0 &&
                   DD(b, a, d, allocations) == DD(b, a, d, frees),
               "%s: large realloc changed the block counts", APIS[d].name);
-        APIS[d].free(q);
-        extra[d] += 1 + (int)DD(b, a, d, allocations);
+        void *r = APIS[d].realloc(q, 70000);
+        pyalloc_stats c = st();
+        long long shrink = (long long)expected_block_size(70000) - (long long)expected_block_size(250001);
+        CHECK(r != NULL && DD(c, b, d, live_bytes) == shrink && DD(c, b, d, large_bytes) == shrink,
+              "%s: large shrink live_bytes delta %lld, large_bytes delta %lld, expected %lld", APIS[d].name,
+              DD(c, b, d, live_bytes), DD(c, b, d, large_bytes), shrink);
+        CHECK(DD(c, b, d, allocations) == DD(c, b, d, frees), "%s: large shrink unbalanced", APIS[d].name);
+        APIS[d].free(r);
+        extra[d] += 1 + (int)DD(b, a, d, allocations) + (int)DD(c, b, d, allocations);
     }
 
     /* The peak follows the high point even when nobody reads the statistics meanwhile: 8 MB
@@ -187,6 +194,9 @@ int main(void) {
     size_t slen = pyalloc_stats_report(small, sizeof small);
     CHECK(slen == len, "truncated report returned %zu, expected %zu", slen, len);
     CHECK(small[9] == 0 && memcmp(small, buf, 9) == 0, "truncated report not a NUL-terminated prefix");
+    static char exact[1 << 16];
+    CHECK(pyalloc_stats_report(exact, len + 1) == len && strlen(exact) == len, "report into len + 1 bytes");
+    CHECK(pyalloc_stats_report(exact, len) == len && strlen(exact) == len - 1, "report into len bytes");
     char one = 'X';
     CHECK(pyalloc_stats_report(&one, 1) == len && one == 0, "report into 1 byte");
 

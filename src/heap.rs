@@ -249,7 +249,7 @@ unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
             (*heap).ncache -= 1;
             (*heap).cache[(*heap).ncache]
         } else {
-            reclaim_abandoned();
+            reclaim_abandoned(2, false);
             let p = arena::acquire(units);
             if p.is_null() {
                 return p;
@@ -339,12 +339,12 @@ fn free_slow<const D: usize>(heap: *mut Heap, pool: *mut Pool, p: *mut u8) {
         if tag == TAG_FREE || tag == TAG_CACHED {
             domain::not_allocated(D, Op::Free, p);
         }
+        if !(*pool).is_block_start(p as usize) {
+            domain::not_a_block(D, Op::Free, p, (*pool).size);
+        }
         let owner_domain = tag & 3;
         if owner_domain != D {
             domain::wrong_domain(D, Op::Free, p, owner_domain, (*pool).size);
-        }
-        if domain::strict() && !(*pool).is_block_start(p as usize) {
-            domain::not_a_block(D, Op::Free, p, (*pool).size);
         }
         free_owned(heap, pool, tag, p);
     }
@@ -569,15 +569,15 @@ pub unsafe fn realloc<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
         if tag == TAG_FREE || tag == TAG_CACHED {
             domain::not_allocated(D, Op::Realloc, p);
         }
-        let owner_domain = tag & 3;
         let old = (*pool).size;
+        if !(*pool).is_block_start(p as usize) {
+            domain::not_a_block(D, Op::Realloc, p, old);
+        }
+        let owner_domain = tag & 3;
         if owner_domain != D {
             domain::wrong_domain(D, Op::Realloc, p, owner_domain, old);
             // compat: move the block into the domain asked for.
             return move_block::<D>(p, old, n, pool, tag);
-        }
-        if domain::strict() && !(*pool).is_block_start(p as usize) {
-            domain::not_a_block(D, Op::Realloc, p, old);
         }
         if tag < HEAP_ALIGN {
             if n > MEDIUM_MAX {
@@ -770,33 +770,63 @@ unsafe fn trim(h: *mut Heap) {
     }
 }
 
-/// Take back remote frees into one abandoned heap, so its emptied pools return to the arenas
-/// even when no new thread comes to adopt it.
-fn reclaim_abandoned() {
-    let h = {
-        let Some(mut g) = HEAPS.try_lock() else {
-            return;
-        };
-        let h = g.abandoned;
-        if h.is_null() {
-            return;
-        }
-        // SAFETY: list members are live (lock held).
-        unsafe {
-            if (*h).remote.load(Ordering::Relaxed).is_null() {
-                return;
+/// Take back remote frees into idle (abandoned) heaps, so their emptied pools return to the
+/// arenas even when no new thread comes to adopt them. Handles at most `limit` heaps with
+/// pending remote frees (8 per lock round); `wait` says whether to wait for the heap lock.
+/// Returns how many heaps were trimmed.
+fn reclaim_abandoned(limit: usize, wait: bool) -> usize {
+    const BATCH: usize = 8;
+    let mut done = 0;
+    while done < limit {
+        let mut taken = [ptr::null_mut::<Heap>(); BATCH];
+        let mut n = 0;
+        {
+            let mut g = if wait {
+                HEAPS.lock()
+            } else {
+                match HEAPS.try_lock() {
+                    Some(g) => g,
+                    None => return done,
+                }
+            };
+            let mut prev: *mut Heap = ptr::null_mut();
+            let mut h = g.abandoned;
+            // SAFETY: list members are live heaps owned by the list (lock held).
+            unsafe {
+                while !h.is_null() && n < BATCH.min(limit - done) {
+                    let next = (*h).next_abandoned;
+                    if (*h).remote.load(Ordering::Acquire).is_null() {
+                        prev = h;
+                    } else {
+                        if prev.is_null() {
+                            g.abandoned = next;
+                        } else {
+                            (*prev).next_abandoned = next;
+                        }
+                        taken[n] = h;
+                        n += 1;
+                    }
+                    h = next;
+                }
             }
-            g.abandoned = (*h).next_abandoned;
         }
-        h
-    };
-    // SAFETY: popped from the list, so we hold `h` alone until we push it back.
-    unsafe {
-        trim(h);
-        let mut g = HEAPS.lock();
-        (*h).next_abandoned = g.abandoned;
-        g.abandoned = h;
+        if n == 0 {
+            return done;
+        }
+        // SAFETY: unlinked from the list, so we hold these heaps alone until we push them back.
+        unsafe {
+            for &h in &taken[..n] {
+                trim(h);
+            }
+            let mut g = HEAPS.lock();
+            for &h in &taken[..n] {
+                (*h).next_abandoned = g.abandoned;
+                g.abandoned = h;
+            }
+        }
+        done += n;
     }
+    done
 }
 
 /// Give this thread's empty pools back (cached ones and empty current ones), take back
@@ -808,7 +838,7 @@ pub fn collect(purge: bool) {
         // SAFETY: this thread's heap.
         unsafe { trim(h) };
     }
-    reclaim_abandoned();
+    reclaim_abandoned(usize::MAX, true);
     if purge {
         arena::purge_now();
     }

@@ -1,8 +1,10 @@
 //! Large blocks (above [`MEDIUM_MAX`]): one mapping each, still ours.
 //!
-//! Each mapping starts on a pool-unit boundary, so its first unit is its own in the page map,
-//! which points at a descriptor from `meta`. Ownership and domain are therefore known for large
-//! blocks exactly as for pooled ones. Growth uses `mremap`, which moves pages without copying.
+//! Each mapping starts on a pool-unit boundary and spans whole units (the tail beyond the
+//! request is never touched, so it costs address space, not memory). Every unit is its own in
+//! the page map, which points at a descriptor from `meta`: ownership and domain are known for
+//! any address of a large block, exactly as for pooled ones, and no other mapping shares a
+//! unit with it. Growth uses `mremap`, which moves pages without copying.
 
 use crate::config::*;
 use crate::heap::Heap;
@@ -10,6 +12,14 @@ use crate::pool::{Kind, Pool, State, TAG_LARGE};
 use crate::{arena::BYTES_MAPPED, meta::DESCRIPTORS, os, pagemap, stats};
 use core::ptr;
 use core::sync::atomic::Ordering;
+
+/// Usable size (the request rounded up to a page) and mapping length (rounded up to a unit).
+fn sizes(n: usize) -> Option<(usize, usize)> {
+    Some((
+        os::align_up(n.max(1), os::page_size())?,
+        os::align_up(n.max(1), POOL_SIZE)?,
+    ))
+}
 
 /// Allocate a large block of `size` bytes in domain `d`, zero-filled.
 ///
@@ -19,7 +29,7 @@ pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize) -> *mut u8 {
     if size > MAX_REQUEST {
         return ptr::null_mut();
     }
-    let Some(len) = os::align_up(size.max(1), os::page_size()) else {
+    let Some((usable, len)) = sizes(size) else {
         return ptr::null_mut();
     };
     let p = os::map_aligned(len, POOL_SIZE);
@@ -40,12 +50,13 @@ pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize) -> *mut u8 {
         (*desc).domain = d as u8;
         (*desc).stat_index = (d * NUM_SLOTS) as u16;
         (*desc).start = p;
-        (*desc).end = p.add(len);
-        (*desc).size = len;
+        (*desc).end = p.add(usable);
+        (*desc).size = usable;
         (*desc).map_len = len;
         (*desc).owner_tag.store(TAG_LARGE | d, Ordering::Release);
     }
-    if !pagemap::set(p as usize, desc) {
+    if !register(p as usize, len, desc) {
+        register(p as usize, len, ptr::null_mut());
         // SAFETY: neither is published.
         unsafe {
             os::unmap(p, len);
@@ -54,7 +65,7 @@ pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     BYTES_MAPPED.fetch_add(len, Ordering::Relaxed);
-    stats::LARGE_LIVE_BYTES[d].fetch_add(len, Ordering::Relaxed);
+    stats::LARGE_LIVE_BYTES[d].fetch_add(usable, Ordering::Relaxed);
     // SAFETY: `heap` is this thread's heap.
     unsafe {
         let c = &(*heap).allocs[d * NUM_SLOTS];
@@ -69,13 +80,18 @@ pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize) -> *mut u8 {
 /// # Safety
 /// `desc` is the live descriptor of a large block nobody uses any more.
 pub unsafe fn free(desc: *mut Pool) {
-    // SAFETY: as stated; the page map entry goes before the mapping.
+    // SAFETY: as stated; the page map entries go before the mapping.
     unsafe {
-        let (p, len, d) = ((*desc).start, (*desc).map_len, (*desc).domain as usize);
-        pagemap::set(p as usize, ptr::null_mut());
+        let (p, usable, len, d) = (
+            (*desc).start,
+            (*desc).size,
+            (*desc).map_len,
+            (*desc).domain as usize,
+        );
+        register(p as usize, len, ptr::null_mut());
         os::unmap(p, len);
         BYTES_MAPPED.fetch_sub(len, Ordering::Relaxed);
-        stats::LARGE_LIVE_BYTES[d].fetch_sub(len, Ordering::Relaxed);
+        stats::LARGE_LIVE_BYTES[d].fetch_sub(usable, Ordering::Relaxed);
         DESCRIPTORS.lock().free(desc.cast());
     }
 }
@@ -85,16 +101,20 @@ pub unsafe fn free(desc: *mut Pool) {
 /// # Safety
 /// `desc` is the live descriptor of a large block owned by the caller.
 pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
-    let Some(len) = os::align_up(n, os::page_size()) else {
+    let Some((usable, len)) = sizes(n) else {
         return ptr::null_mut();
     };
     // SAFETY: as stated; the descriptor is updated only after the mapping moved.
     unsafe {
-        let (p, old, d) = ((*desc).start, (*desc).map_len, (*desc).domain as usize);
-        if len == old {
-            return p;
-        }
-        let q = if os::remap_in_place(p, old, len) {
+        let (p, old_usable, old, d) = (
+            (*desc).start,
+            (*desc).size,
+            (*desc).map_len,
+            (*desc).domain as usize,
+        );
+        let q = if len == old {
+            p
+        } else if os::remap_in_place(p, old, len) {
             p
         } else {
             os::remap_aligned(p, old, len, POOL_SIZE)
@@ -102,26 +122,37 @@ pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
         if q.is_null() {
             return q;
         }
+        // Units the block no longer covers are cleared, then the ones it covers now are set.
         if q != p {
-            pagemap::set(p as usize, ptr::null_mut());
-            if !pagemap::set(q as usize, desc) {
-                // Cannot happen for an address the map covers; keep the block reachable.
-                crate::report::fatal(format_args!(
-                    "large block moved to {q:p}, outside the page map"
-                ));
-            }
+            register(p as usize, old, ptr::null_mut());
+        } else if len < old {
+            register(p as usize + len, old - len, ptr::null_mut());
+        }
+        if !register(q as usize, len, desc) {
+            // Cannot happen for an address the map covers; keep the block reachable.
+            crate::report::fatal(format_args!(
+                "large block moved to {q:p}, outside the page map"
+            ));
         }
         (*desc).start = q;
-        (*desc).end = q.add(len);
-        (*desc).size = len;
+        (*desc).end = q.add(usable);
+        (*desc).size = usable;
         (*desc).map_len = len;
-        if len > old {
-            BYTES_MAPPED.fetch_add(len - old, Ordering::Relaxed);
-            stats::LARGE_LIVE_BYTES[d].fetch_add(len - old, Ordering::Relaxed);
-        } else {
-            BYTES_MAPPED.fetch_sub(old - len, Ordering::Relaxed);
-            stats::LARGE_LIVE_BYTES[d].fetch_sub(old - len, Ordering::Relaxed);
-        }
+        BYTES_MAPPED.fetch_add(len.wrapping_sub(old), Ordering::Relaxed);
+        stats::LARGE_LIVE_BYTES[d].fetch_add(usable.wrapping_sub(old_usable), Ordering::Relaxed);
         q
     }
+}
+
+/// Point every unit of `[p, p+len)` at `desc` (null to clear). False if a leaf could not be
+/// mapped.
+fn register(p: usize, len: usize, desc: *mut Pool) -> bool {
+    let mut u = p;
+    while u < p + len {
+        if !pagemap::set(u, desc) {
+            return false;
+        }
+        u += POOL_SIZE;
+    }
+    true
 }

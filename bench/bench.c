@@ -1368,6 +1368,20 @@ static double stat_of(int w, int a, int rounds, const char *key, int *n_out, dou
     return median(v, n);
 }
 
+/* Median over rounds of the per-round ratio a/ref: each round runs a and ref seconds apart, so
+ * the pairing cancels slow drifts of the machine's speed. */
+static double paired_ratio(int w, int a, int ref, int rounds, int *n_out) {
+    double v[MAXR];
+    int n = 0;
+    for (int r = 0; r < rounds; r++)
+        if (g_runs[w][a][r].ok && g_runs[w][ref][r].ok) {
+            double x = kv_num(g_runs[w][a][r].line, "ns", 0), y = kv_num(g_runs[w][ref][r].line, "ns", 0);
+            if (y > 0) v[n++] = x / y;
+        }
+    if (n_out) *n_out = n;
+    return n ? median(v, n) : -1;
+}
+
 static const char *status_of(int w, int a, int rounds) {
     static char buf[64];
     for (int r = 0; r < rounds; r++) {
@@ -1492,15 +1506,18 @@ static int run_main(int argc, char **argv) {
     for (int wi = 0; wi < nw; wi++)
         if (WORKLOADS[wl[wi]].kind == K_TIME) tw[ntw++] = wl[wi];
 
-    for (int table = 0; table < 4 && ntw; table++) {
+    /* tables: 0 median ns, 1 ratio to pymalloc 3.11, 2 ratio to mimalloc, 3 min ns, 4 spread */
+    for (int table = 0; table < 5 && ntw; table++) {
         int ref = table == 1 ? i311 : table == 2 ? imi : -1;
         if ((table == 1 || table == 2) && (ref < 0 || !g_probe[ref].avail)) continue;
         if (table == 0)
             out("\n== median ns per malloc+free pair (realloc: per realloc call; threads: wall ns per pair per thread) ==\n");
         else if (table == 3)
+            out("\n== minimum ns over the rounds (least disturbed round) ==\n");
+        else if (table == 4)
             out("\n== spread across rounds: (max - min) / median, %% ==\n");
         else
-            out("\n== ratio to %s (lower is faster) ==\n", ALLOCS[ref].name);
+            out("\n== ratio to %s, median of per-round ratios (lower is faster) ==\n", ALLOCS[ref].name);
         out("%-14s", "allocator");
         for (int k = 0; k < ntw; k++) out(" %10s", WORKLOADS[tw[k]].name);
         out("\n");
@@ -1514,11 +1531,12 @@ static int run_main(int argc, char **argv) {
                 const char *st = status_of(w, a, rounds);
                 if (n == 0) { out(" %10s", st ? st : "-"); continue; }
                 if (table == 0) out(" %10.2f", v);
-                else if (table == 3) out(" %9.1f%%", v > 0 ? 100 * (hi - lo) / v : 0);
+                else if (table == 3) out(" %10.2f", lo);
+                else if (table == 4) out(" %9.1f%%", v > 0 ? 100 * (hi - lo) / v : 0);
                 else {
-                    double rv = stat_of(w, ref, rounds, "ns", &n, NULL, NULL);
+                    double rv = paired_ratio(w, a, ref, rounds, &n);
                     if (n == 0 || rv <= 0) out(" %10s", "-");
-                    else out(" %9.2fx", v / rv);
+                    else out(" %9.2fx", rv);
                 }
             }
             out("\n");
@@ -1665,13 +1683,14 @@ static int run_main(int argc, char **argv) {
                     if (kv_raw(g_runs[w][a][0].ok ? g_runs[w][a][0].line : NULL, numkeys[k]) || nn > 1)
                         fprintf(f, ", \"%s\": %.4g", numkeys[k], v);
                 }
-                if (i311 >= 0 && g_probe[i311].avail) {
-                    double rv = stat_of(w, i311, nr, "ns", &n, NULL, NULL);
-                    if (n && rv > 0 && WORKLOADS[w].kind == K_TIME) fprintf(f, ", \"ratio_pymalloc311\": %.4f", ns / rv);
-                }
-                if (imi >= 0 && g_probe[imi].avail) {
-                    double rv = stat_of(w, imi, nr, "ns", &n, NULL, NULL);
-                    if (n && rv > 0 && WORKLOADS[w].kind == K_TIME) fprintf(f, ", \"ratio_mimalloc\": %.4f", ns / rv);
+                for (int q = 0; q < 2; q++) {
+                    int ref = q ? imi : i311;
+                    if (ref < 0 || !g_probe[ref].avail || WORKLOADS[w].kind != K_TIME) continue;
+                    double rv = stat_of(w, ref, nr, "ns", &n, NULL, NULL);
+                    double pr = paired_ratio(w, a, ref, nr, &n);
+                    if (n && rv > 0)
+                        fprintf(f, ", \"ratio_%s\": %.4f, \"ratio_%s_of_medians\": %.4f",
+                                q ? "mimalloc" : "pymalloc311", pr, q ? "mimalloc" : "pymalloc311", ns / rv);
                 }
                 const char *series[] = {"series_rss_kib", "series_payload_kib"};
                 for (int k = 0; k < 2; k++) {
@@ -1715,12 +1734,12 @@ static int run_main(int argc, char **argv) {
                     fprintf(f, "%s,%s,,,,,,,,,%s\n", WORKLOADS[w].name, ALLOCS[a].name, st ? st : "missing");
                     continue;
                 }
-                double r311 = i311 >= 0 ? stat_of(w, i311, nr, "ns", &nn, NULL, NULL) : -1;
-                double rmi = imi >= 0 ? stat_of(w, imi, nr, "ns", &nn, NULL, NULL) : -1;
+                double r311 = i311 >= 0 && g_probe[i311].avail ? paired_ratio(w, a, i311, nr, &nn) : -1;
+                double rmi = imi >= 0 && g_probe[imi].avail ? paired_ratio(w, a, imi, nr, &nn) : -1;
                 fprintf(f, "%s,%s,%.4f,%.4f,%.4f,", WORKLOADS[w].name, ALLOCS[a].name, ns, lo, hi);
-                if (r311 > 0) fprintf(f, "%.4f", ns / r311);
+                if (r311 > 0) fprintf(f, "%.4f", r311);
                 fprintf(f, ",");
-                if (rmi > 0) fprintf(f, "%.4f", ns / rmi);
+                if (rmi > 0) fprintf(f, "%.4f", rmi);
                 fprintf(f, ",%.0f,%.0f,%.0f,ok\n", stat_of(w, a, nr, "peak_kib", NULL, NULL, NULL),
                         stat_of(w, a, nr, "after_kib", NULL, NULL, NULL),
                         stat_of(w, a, nr, "payload_kib", NULL, NULL, NULL));

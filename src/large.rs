@@ -112,9 +112,7 @@ pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
             (*desc).map_len,
             (*desc).domain as usize,
         );
-        let q = if len == old {
-            p
-        } else if os::remap_in_place(p, old, len) {
+        let q = if len == old || os::remap_in_place(p, old, len) {
             p
         } else {
             os::remap_aligned(p, old, len, POOL_SIZE)

@@ -1317,6 +1317,9 @@ static void json_meta(FILE *f, const char *mode, int rounds, double scale) {
     json_str(f, g_load0);
     fprintf(f, ", \"loadavg_end\": ");
     json_str(f, g_load1);
+    const char *git = getenv("BENCH_GIT");
+    fprintf(f, ", \"pyalloc_git\": ");
+    json_str(f, git ? git : "");
     fprintf(f, "},\n");
     fprintf(f, "  \"allocators\": [\n");
     int first = 1;
@@ -1493,6 +1496,7 @@ static int run_main(int argc, char **argv) {
     int i311 = alloc_index("pymalloc-3.11"), imi = alloc_index("mimalloc");
     out("\npyalloc benchmark: %d interleaved round(s), scale %g, %s\n", rounds, scale,
         smoke ? "SMOKE (tiny sizes, blocks verified)" : (check ? "blocks verified" : "timed"));
+    if (getenv("BENCH_GIT")) out("pyalloc tree: %s\n", getenv("BENCH_GIT"));
     out("machine: %ld cpus, load average %s at start, %s at end\n", sysconf(_SC_NPROCESSORS_ONLN), g_load0, g_load1);
     out("allocators:");
     for (int ai = 0; ai < na; ai++)

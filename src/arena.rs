@@ -7,8 +7,9 @@
 //! the emptiest ones can drain and go back to the OS (CPython's `usable_arenas` policy).
 //!
 //! Freed units stay resident ("dirty") until the dirty total exceeds the purge threshold;
-//! then every dirty unit of the default allocator's arenas is purged with `madvise`, which
-//! keeps a little memory warm for reuse without holding on to a burst's peak.
+//! then dirty units are purged with `madvise`, emptiest arenas first, down to half the
+//! threshold. That keeps a little memory warm for reuse (no fault storm when a burst frees
+//! and allocates again) without holding on to a burst's peak.
 
 use crate::abi::PyObjectArenaAllocator;
 use crate::config::*;
@@ -226,28 +227,46 @@ impl Arenas {
         self.link_bucket(a);
     }
 
-    /// Purge every dirty unit of every purgeable arena.
-    fn purge_all(&mut self) {
-        let mut a = self.all;
-        while !a.is_null() {
-            // SAFETY: the all-list holds live arenas (lock held); dirty units hold no blocks.
-            unsafe {
-                if (*a).purgeable && (*a).dirty_map != 0 {
-                    let mut m = (*a).dirty_map;
-                    while m != 0 {
-                        let i = m.trailing_zeros() as usize;
-                        let run = (!(m >> i)).trailing_zeros() as usize;
-                        os::purge(unit_addr(a, i), run * POOL_SIZE);
-                        BYTES_PURGED.fetch_add(run * POOL_SIZE, Ordering::Relaxed);
-                        m &= !run_mask(i, run);
+    /// Purge the dirty units of one arena.
+    ///
+    /// # Safety
+    /// `a` is a live, purgeable arena (lock held); dirty units hold no blocks.
+    unsafe fn purge_arena(&mut self, a: *mut Arena) {
+        // SAFETY: as stated.
+        unsafe {
+            let mut m = (*a).dirty_map;
+            let n = m.count_ones() as usize;
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                let run = (!(m >> i)).trailing_zeros() as usize;
+                os::purge(unit_addr(a, i), run * POOL_SIZE);
+                m &= !run_mask(i, run);
+            }
+            (*a).dirty_map = 0;
+            self.dirty_units -= n;
+            DIRTY_BYTES.fetch_sub(n * POOL_SIZE, Ordering::Relaxed);
+            BYTES_PURGED.fetch_add(n * POOL_SIZE, Ordering::Relaxed);
+        }
+    }
+
+    /// Purge until at most `keep` units stay dirty, emptiest arenas first: allocation prefers
+    /// the fullest arenas, so the emptiest are the least likely to be reused soon.
+    fn purge_down_to(&mut self, keep: usize) {
+        for n in (1..=UNITS_PER_ARENA).rev() {
+            let mut a = self.buckets[n];
+            while !a.is_null() && self.dirty_units > keep {
+                // SAFETY: bucket lists hold live arenas (lock held).
+                unsafe {
+                    if (*a).purgeable && (*a).dirty_map != 0 {
+                        self.purge_arena(a);
                     }
-                    (*a).dirty_map = 0;
+                    a = (*a).next;
                 }
-                a = (*a).all_next;
+            }
+            if self.dirty_units <= keep {
+                return;
             }
         }
-        DIRTY_BYTES.fetch_sub(self.dirty_units * POOL_SIZE, Ordering::Relaxed);
-        self.dirty_units = 0;
     }
 }
 
@@ -462,8 +481,10 @@ pub unsafe fn release(pool: *mut Pool) {
                 g.link_bucket(a);
             }
         }
-        if g.dirty_units > PURGE_KEEP_UNITS.load(Ordering::Relaxed) {
-            g.purge_all();
+        let keep = PURGE_KEEP_UNITS.load(Ordering::Relaxed);
+        if g.dirty_units > keep {
+            // Down to half the allowance, so that the next purge is some frees away.
+            g.purge_down_to(keep / 2);
         }
     }
     if !doomed.is_null() {
@@ -474,7 +495,7 @@ pub unsafe fn release(pool: *mut Pool) {
 
 /// Purge all resident free units now (`pyalloc_collect`).
 pub fn purge_now() {
-    ARENAS.lock().purge_all();
+    ARENAS.lock().purge_down_to(0);
 }
 
 /// Arenas alive and entirely free arenas, for statistics.

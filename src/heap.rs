@@ -38,8 +38,8 @@ pub struct Heap {
     /// Allocations and frees counted per `domain * NUM_SLOTS + class` (class 0: large blocks).
     pub allocs: [AtomicU64; NUM_DOMAINS * NUM_SLOTS],
     pub frees: [AtomicU64; NUM_DOMAINS * NUM_SLOTS],
-    /// Partial pools per domain and class (doubly linked through `Pool::next/prev`).
-    partial: [[*mut Pool; NUM_SLOTS]; NUM_DOMAINS],
+    /// Partial pools per `domain * NUM_SLOTS + class` (doubly linked through `Pool::next/prev`).
+    partial: [*mut Pool; NUM_DOMAINS * NUM_SLOTS],
     /// Stack of pools that received frees from other threads.
     remote: AtomicPtr<Pool>,
     /// Empty single-unit pools kept for reuse.
@@ -83,7 +83,7 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     pools: [[&pool::EMPTY_POOL.0 as *const Pool as *mut Pool; NUM_SLOTS]; NUM_DOMAINS],
     allocs: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
     frees: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
-    partial: [[ptr::null_mut(); NUM_SLOTS]; NUM_DOMAINS],
+    partial: [ptr::null_mut(); NUM_DOMAINS * NUM_SLOTS],
     remote: AtomicPtr::new(ptr::null_mut()),
     cache: [ptr::null_mut(); HEAP_EMPTY_POOLS],
     ncache: 0,
@@ -141,7 +141,25 @@ pub fn malloc<const D: usize>(size: usize) -> *mut u8 {
             }
         }
     }
+    if size <= SMALL_MAX && heap != empty_heap() {
+        // SAFETY: this thread's heap.
+        return unsafe { alloc_from_class_entry(heap, D, small_index(size)) };
+    }
     malloc_slow::<D>(heap, size)
+}
+
+/// Out-of-line entry of [`alloc_from_class`] for the malloc fast path (zero-size requests
+/// take the 16-byte class).
+///
+/// # Safety
+/// The calling thread owns `heap`.
+#[inline(never)]
+unsafe fn alloc_from_class_entry(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
+    // SAFETY: as stated.
+    unsafe {
+        debug_assert!(d < NUM_DOMAINS && c < NUM_SLOTS);
+        alloc_from_class(heap, d, c.max(1))
+    }
 }
 
 #[cold]
@@ -162,69 +180,105 @@ fn malloc_slow<const D: usize>(mut heap: *mut Heap, size: usize) -> *mut u8 {
     unsafe { alloc_from_class(heap, D, c) }
 }
 
-/// Allocate a block of class `c` from domain `d` of `heap`.
+/// Pop a block from a pool known to have one, and count it.
 ///
 /// # Safety
-/// The calling thread owns `heap`.
-unsafe fn alloc_from_class(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
-    // SAFETY: (whole body) the caller owns `heap`, so its pools' local fields are ours.
+/// The calling thread owns `heap`, which owns `pool`; the pool's free list is not empty.
+#[inline(always)]
+unsafe fn pop(heap: *mut Heap, pool: *mut Pool, d: usize, c: usize) -> *mut u8 {
+    // SAFETY: as stated.
     unsafe {
-        loop {
-            let pool = (*heap).pools[d][c];
-            if pool != pool::empty() {
-                if (*pool).free.is_null() {
-                    extend(pool);
-                }
-                let b = (*pool).free;
-                if !b.is_null() {
-                    (*pool).free = (*b).next;
-                    (*pool).used += 1;
-                    bump(&(*heap).allocs[d * NUM_SLOTS + c]);
-                    return b.cast();
-                }
-                if !(*heap).remote.load(Ordering::Relaxed).is_null() {
-                    collect_remote(heap);
-                    continue;
-                }
-                // Exhausted: retire it as full until frees come back.
-                (*pool).used -= CURRENT_BIAS;
-                (*pool).state = State::Full;
-                (*heap).pools[d][c] = pool::empty();
-            }
-            let p = partial_pop(heap, d, c);
-            if !p.is_null() {
-                (*p).state = State::Current;
-                (*p).used += CURRENT_BIAS;
-                (*heap).pools[d][c] = p;
-                continue;
-            }
-            if !(*heap).remote.load(Ordering::Relaxed).is_null() {
-                collect_remote(heap);
-                continue;
-            }
-            let p = new_pool(heap, d, c);
-            if p.is_null() {
-                return ptr::null_mut();
-            }
-            (*heap).pools[d][c] = p;
-        }
+        let b = (*pool).free;
+        (*pool).free = (*b).next;
+        (*pool).used += 1;
+        bump((*heap).allocs.get_unchecked(d * NUM_SLOTS + c));
+        b.cast()
     }
 }
 
-/// Thread up to [`EXTEND_BYTES`] of never-used blocks onto an empty free list.
+/// Allocate a block of class `c` from domain `d` of `heap` when the current pool's free list
+/// is empty: extend the pool with never-used blocks, else retire it as full and take the head
+/// of the partial list (the common case under random churn, kept short), else go slower.
 ///
 /// # Safety
-/// The calling thread owns `pool`'s heap and the pool's free list is empty.
-unsafe fn extend(pool: *mut Pool) {
+/// The calling thread owns `heap`.
+#[inline(always)]
+unsafe fn alloc_from_class(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
+    // SAFETY: (whole body) the caller owns `heap`, so its pools' local fields are ours.
+    unsafe {
+        let pool = *(*heap).pools.get_unchecked(d).get_unchecked(c);
+        if pool != pool::empty() {
+            if !(*pool).free.is_null() {
+                return pop(heap, pool, d, c);
+            }
+            if (*pool).bump < (*pool).end {
+                return extend_and_pop(heap, pool, d, c);
+            }
+            // Exhausted: retire it as full until frees come back.
+            (*pool).used -= CURRENT_BIAS;
+            (*pool).state = State::Full;
+        }
+        // Partial pools always have free blocks.
+        let p = adopt_partial_head(heap, d * NUM_SLOTS + c);
+        if !p.is_null() {
+            return pop(heap, p, d, c);
+        }
+        (*heap).pools[d][c] = pool::empty();
+        refill_slow(heap, d, c)
+    }
+}
+
+/// No partial pool: take back remote frees, then a fresh pool.
+///
+/// # Safety
+/// The calling thread owns `heap`; the class's slot holds the empty descriptor.
+#[cold]
+unsafe fn refill_slow(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
+    // SAFETY: (whole body) the caller owns `heap`.
+    unsafe {
+        if !(*heap).remote.load(Ordering::Relaxed).is_null() {
+            collect_remote(heap);
+            let p = adopt_partial_head(heap, d * NUM_SLOTS + c);
+            if !p.is_null() {
+                return pop(heap, p, d, c);
+            }
+        }
+        let p = new_pool(heap, d, c);
+        if p.is_null() {
+            return ptr::null_mut();
+        }
+        (*heap).pools[d][c] = p;
+        extend_and_pop(heap, p, d, c)
+    }
+}
+
+/// Blocks threaded onto a free list at once, per class: [`EXTEND_BYTES`] worth, at least one.
+static EXTEND_BLOCKS: [u16; NUM_SLOTS] = {
+    let mut t = [1u16; NUM_SLOTS];
+    let mut c = 1;
+    while c < NUM_SLOTS {
+        let n = EXTEND_BYTES / block_size(c);
+        t[c] = if n == 0 { 1 } else { n as u16 };
+        c += 1;
+    }
+    t
+};
+
+/// Thread up to [`EXTEND_BYTES`] of never-used blocks onto the empty free list, then pop one.
+///
+/// # Safety
+/// The calling thread owns `heap`, which owns `pool`; the pool's free list is empty and
+/// `bump < end`.
+#[inline(never)]
+unsafe fn extend_and_pop(heap: *mut Heap, pool: *mut Pool, d: usize, c: usize) -> *mut u8 {
     // SAFETY: [bump, end) are never-used blocks of this pool.
     unsafe {
         let bs = (*pool).size;
-        let avail = ((*pool).end as usize - (*pool).bump as usize) / bs;
-        if avail == 0 {
-            return;
-        }
-        let n = avail.min((EXTEND_BYTES / bs).max(1));
         let first = (*pool).bump;
+        let mut n = EXTEND_BLOCKS[c] as usize;
+        if first as usize + n * bs > (*pool).end as usize {
+            n = ((*pool).end as usize - first as usize) / bs;
+        }
         let mut b = first;
         for _ in 1..n {
             let next = b.add(bs);
@@ -234,6 +288,7 @@ unsafe fn extend(pool: *mut Pool) {
         (*(b as *mut Block)).next = ptr::null_mut();
         (*pool).free = first.cast();
         (*pool).bump = b.add(bs);
+        pop(heap, pool, d, c)
     }
 }
 
@@ -250,9 +305,14 @@ unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
             (*heap).cache[(*heap).ncache]
         } else {
             reclaim_abandoned(2, false);
+            let made = arena::ARENAS_MADE.load(Ordering::Relaxed);
             let p = arena::acquire(units);
             if p.is_null() {
                 return p;
+            }
+            if arena::ARENAS_MADE.load(Ordering::Relaxed) != made {
+                // The footprint grew by an arena: a good moment to sample the peak.
+                stats::sample_peak();
             }
             p
         };
@@ -272,9 +332,6 @@ unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
         (*p).thread_free.store(ptr::null_mut(), Ordering::Relaxed);
         (*p).owner_tag.store(heap as usize | d, Ordering::Release);
         stats::POOLS_IN_USE[d].fetch_add(1, Ordering::Relaxed);
-        if units > 1 || (*heap).ncache == 0 {
-            stats::sample_peak();
-        }
         p
     }
 }
@@ -316,7 +373,7 @@ pub unsafe fn free<const D: usize>(p: *mut u8) {
 ///
 /// # Safety
 /// The calling thread owns `heap`, which owns `pool`.
-#[cold]
+#[inline(never)]
 unsafe fn local_free_transition(heap: *mut Heap, pool: *mut Pool) {
     // SAFETY: as stated; only this thread changes the pool's lists.
     unsafe { after_free(heap, pool) }
@@ -475,41 +532,40 @@ unsafe fn retire_empty(heap: *mut Heap, pool: *mut Pool) {
 unsafe fn after_free(heap: *mut Heap, pool: *mut Pool) {
     // SAFETY: as stated.
     unsafe {
-        match (*pool).state {
-            // The bias keeps `used` above zero; an empty list only meant it was drained.
-            State::Current => {}
-            State::Full => {
-                if (*pool).used == 0 {
-                    (*pool).state = State::Detached;
-                    retire_empty(heap, pool);
-                } else {
-                    partial_push(heap, pool);
-                }
+        let state = (*pool).state;
+        if state == State::Full {
+            if (*pool).used != 0 {
+                partial_push(heap, pool);
+            } else {
+                (*pool).state = State::Detached;
+                retire_empty(heap, pool);
             }
-            State::Partial => {
-                if (*pool).used == 0 {
-                    partial_unlink(heap, pool);
-                    retire_empty(heap, pool);
-                }
-            }
-            State::Detached => debug_assert!(false, "free into a detached pool"),
+        } else if state == State::Partial && (*pool).used == 0 {
+            partial_unlink(heap, pool);
+            retire_empty(heap, pool);
         }
+        // Current: the bias keeps `used` above zero; an empty list only meant it was drained.
     }
 }
 
-// Partial lists. SAFETY for all three: the caller owns `heap` and `pool`.
+// Partial lists, indexed like the counters by `stat_index`. SAFETY for all three: the caller
+// owns `heap` and `pool`.
 
+#[inline]
 unsafe fn partial_push(heap: *mut Heap, pool: *mut Pool) {
     // SAFETY: see above.
     unsafe {
-        let (d, c) = ((*pool).domain as usize, (*pool).class as usize);
-        let head = (*heap).partial[d][c];
+        let slot = (*heap)
+            .partial
+            .as_mut_ptr()
+            .add((*pool).stat_index as usize);
+        let head = *slot;
         (*pool).prev = ptr::null_mut();
         (*pool).next = head;
         if !head.is_null() {
             (*head).prev = pool;
         }
-        (*heap).partial[d][c] = pool;
+        *slot = pool;
         (*pool).state = State::Partial;
     }
 }
@@ -518,14 +574,14 @@ unsafe fn partial_unlink(heap: *mut Heap, pool: *mut Pool) {
     // SAFETY: see above.
     unsafe {
         debug_assert_eq!((*pool).state, State::Partial);
-        let (d, c) = ((*pool).domain as usize, (*pool).class as usize);
-        if (*pool).prev.is_null() {
-            (*heap).partial[d][c] = (*pool).next;
+        let (prev, next) = ((*pool).prev, (*pool).next);
+        if prev.is_null() {
+            (*heap).partial[(*pool).stat_index as usize] = next;
         } else {
-            (*(*pool).prev).next = (*pool).next;
+            (*prev).next = next;
         }
-        if !(*pool).next.is_null() {
-            (*(*pool).next).prev = (*pool).prev;
+        if !next.is_null() {
+            (*next).prev = prev;
         }
         (*pool).next = ptr::null_mut();
         (*pool).prev = ptr::null_mut();
@@ -533,12 +589,23 @@ unsafe fn partial_unlink(heap: *mut Heap, pool: *mut Pool) {
     }
 }
 
-unsafe fn partial_pop(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
+/// Make the head of partial list `index` the current pool of that slot; null if none.
+#[inline]
+unsafe fn adopt_partial_head(heap: *mut Heap, index: usize) -> *mut Pool {
     // SAFETY: see above.
     unsafe {
-        let p = (*heap).partial[d][c];
+        let slot = (*heap).partial.as_mut_ptr().add(index);
+        let p = *slot;
         if !p.is_null() {
-            partial_unlink(heap, p);
+            let next = (*p).next;
+            *slot = next;
+            if !next.is_null() {
+                (*next).prev = ptr::null_mut();
+            }
+            (*p).next = ptr::null_mut();
+            (*p).state = State::Current;
+            (*p).used += CURRENT_BIAS;
+            *(*heap).pools.as_mut_ptr().cast::<*mut Pool>().add(index) = p;
         }
         p
     }

@@ -218,14 +218,9 @@ pub fn get(d: usize) -> PyMemAllocatorEx {
 }
 
 /// Bit `d` set: domain `d`'s table holds something other than pyalloc's own functions, so the
-/// public functions must call through it. One byte test on the fast path.
+/// public functions must call through it. Mirrored into every heap (`heap::set_hooked`), where
+/// the fast paths test it.
 static HOOKED: AtomicU8 = AtomicU8::new(0);
-
-/// Whether domain `D`'s public functions may skip the table and call the heap directly.
-#[inline(always)]
-pub fn is_own<const D: usize>() -> bool {
-    HOOKED.load(Ordering::Relaxed) & (1 << D) == 0
-}
 
 /// Replace a domain's table.
 pub fn set(d: usize, a: &PyMemAllocatorEx) {
@@ -236,7 +231,7 @@ pub fn set(d: usize, a: &PyMemAllocatorEx) {
     // Mark hooked before the table changes and own only after, so that a racing call never
     // skips a hook it should see.
     if !own {
-        HOOKED.fetch_or(1 << d, Ordering::SeqCst);
+        heap::set_hooked(HOOKED.fetch_or(1 << d, Ordering::SeqCst) | (1 << d));
     }
     let t = &TABLES[d];
     t.ctx.store(a.ctx, Ordering::Release);
@@ -257,7 +252,7 @@ pub fn set(d: usize, a: &PyMemAllocatorEx) {
         Ordering::Release,
     );
     if own {
-        HOOKED.fetch_and(!(1 << d), Ordering::SeqCst);
+        heap::set_hooked(HOOKED.fetch_and(!(1 << d), Ordering::SeqCst) & !(1 << d));
     }
 }
 

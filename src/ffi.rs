@@ -13,7 +13,7 @@
 
 use crate::config::MAX_REQUEST;
 use crate::domain::{self, MEM, OBJ, RAW};
-use crate::{arena, heap, host, report, stats};
+use crate::{arena, heap, host, report, stats, tls};
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
 use core::sync::atomic::Ordering;
@@ -37,8 +37,9 @@ pub const PYALLOC_CHECK_COMPAT: c_int = 1;
 
 #[inline(always)]
 fn dispatch_malloc<const D: usize>(size: usize) -> *mut c_void {
-    if domain::is_own::<D>() {
-        return heap::malloc::<D>(size).cast();
+    let h = tls::get();
+    if heap::not_hooked::<D>(h) {
+        return heap::malloc_in::<D>(h, size).cast();
     }
     let t = &domain::TABLES[D];
     let f = t.malloc.load(Ordering::Acquire);
@@ -56,7 +57,7 @@ fn dispatch_calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut c_void {
     if elsize != 0 && nelem > MAX_REQUEST / elsize {
         return ptr::null_mut();
     }
-    if domain::is_own::<D>() {
+    if heap::not_hooked::<D>(tls::get()) {
         return heap::calloc::<D>(nelem, elsize).cast();
     }
     let t = &domain::TABLES[D];
@@ -78,7 +79,7 @@ fn dispatch_calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut c_void {
 /// `p` is null or a live block of domain `D`'s allocator.
 #[inline(always)]
 unsafe fn dispatch_realloc<const D: usize>(p: *mut c_void, size: usize) -> *mut c_void {
-    if domain::is_own::<D>() {
+    if heap::not_hooked::<D>(tls::get()) {
         // SAFETY: the caller's contract.
         return unsafe { heap::realloc::<D>(p.cast(), size).cast() };
     }
@@ -101,9 +102,10 @@ unsafe fn dispatch_realloc<const D: usize>(p: *mut c_void, size: usize) -> *mut 
 /// `p` is null or a live block of domain `D`'s allocator.
 #[inline(always)]
 unsafe fn dispatch_free<const D: usize>(p: *mut c_void) {
-    if domain::is_own::<D>() {
-        // SAFETY: the caller's contract.
-        return unsafe { heap::free::<D>(p.cast()) };
+    let h = tls::get();
+    if heap::not_hooked::<D>(h) {
+        // SAFETY: the caller's contract; `h` is this thread's heap.
+        return unsafe { heap::free_in::<D>(h, p.cast()) };
     }
     let t = &domain::TABLES[D];
     let f = t.free.load(Ordering::Acquire);

@@ -22,7 +22,7 @@ use crate::pool::{
 use crate::size_class::{block_size, class_of, pool_capacity, pool_units, small_index};
 use crate::{arena, init, large, meta::MetaPool, pagemap, stats, sync::SpinLock, tls};
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
 
 /// Number of allocator domains (raw, mem, object).
 pub const NUM_DOMAINS: usize = 3;
@@ -33,6 +33,12 @@ pub const NUM_DOMAINS: usize = 3;
 /// reads or writes the non-atomic fields; other threads touch `remote` and read the counters.
 #[repr(C, align(64))]
 pub struct Heap {
+    /// `heap address | domain` per domain: the tag of this heap's pools (the empty heap holds
+    /// a value no pool carries), compared on the free fast path.
+    pub tags: [usize; NUM_DOMAINS],
+    /// Bit `d`: domain `d`'s table is hooked (a copy of the global flags, kept in every heap
+    /// so that the public functions test it right after loading the heap).
+    pub hooked: AtomicU8,
     /// Current pool per domain and class; never null (the shared empty descriptor instead).
     pub pools: [[*mut Pool; NUM_SLOTS]; NUM_DOMAINS],
     /// Allocations and frees counted per `domain * NUM_SLOTS + class` (class 0: large blocks).
@@ -80,6 +86,8 @@ pub struct EmptyHeap(Heap);
 unsafe impl Sync for EmptyHeap {}
 
 pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
+    tags: [TAG_NEVER; NUM_DOMAINS],
+    hooked: AtomicU8::new(0),
     pools: [[&pool::EMPTY_POOL.0 as *const Pool as *mut Pool; NUM_SLOTS]; NUM_DOMAINS],
     allocs: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
     frees: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
@@ -91,6 +99,26 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     next_abandoned: ptr::null_mut(),
     attached: false,
 });
+
+/// The empty heap's tags: no pool carries it.
+const TAG_NEVER: usize = 0x8;
+
+/// Global copy of the hooked-domain bits (see [`Heap::hooked`]).
+static HOOKED: AtomicU8 = AtomicU8::new(0);
+
+/// Record which domains are hooked, in every heap (including the empty one).
+pub fn set_hooked(bits: u8) {
+    HOOKED.store(bits, Ordering::SeqCst);
+    EMPTY_HEAP.0.hooked.store(bits, Ordering::SeqCst);
+    for_each_heap(|h| h.hooked.store(bits, Ordering::SeqCst));
+}
+
+/// Whether domain `D` of `heap` may be served directly (its table is pyalloc's own).
+#[inline(always)]
+pub fn not_hooked<const D: usize>(heap: *mut Heap) -> bool {
+    // SAFETY: `heap` is this thread's heap or the empty heap, both live.
+    unsafe { (*heap).hooked.load(Ordering::Relaxed) & (1 << D) == 0 }
+}
 
 /// Pointer to [`EMPTY_HEAP`], what `tls::get` returns before a thread's first allocation.
 #[inline(always)]
@@ -124,7 +152,12 @@ fn count_free(heap: *mut Heap, index: usize) {
 /// Allocate `size` bytes in domain `D`. Null when out of memory or `size` is too large.
 #[inline(always)]
 pub fn malloc<const D: usize>(size: usize) -> *mut u8 {
-    let heap = tls::get();
+    malloc_in::<D>(tls::get(), size)
+}
+
+/// [`malloc`] with this thread's heap (from `tls::get`) already loaded.
+#[inline(always)]
+pub fn malloc_in<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
     if size <= SMALL_MAX {
         let c = small_index(size);
         // SAFETY: `heap` is this thread's heap or the shared empty heap (only this thread touches
@@ -345,21 +378,30 @@ unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
 /// As for [`realloc`].
 #[inline(always)]
 pub unsafe fn free<const D: usize>(p: *mut u8) {
+    // SAFETY: the caller's contract.
+    unsafe { free_in::<D>(tls::get(), p) }
+}
+
+/// [`free`] with this thread's heap (from `tls::get`) already loaded.
+///
+/// # Safety
+/// As for [`realloc`]; `heap` is `tls::get()`.
+#[inline(always)]
+pub unsafe fn free_in<const D: usize>(heap: *mut Heap, p: *mut u8) {
     let pool = pagemap::lookup_fast(p as usize);
-    let heap = tls::get();
     if !pool.is_null() {
-        // SAFETY: the page map only holds live descriptors. A tag equal to `heap | D` means the
-        // pool is in use by this thread's heap, in domain D, so its local fields are ours.
+        // SAFETY: the page map only holds live descriptors. A tag equal to this heap's tag for
+        // D means the pool is in use by this thread's heap, in domain D, so its local fields
+        // are ours.
         unsafe {
-            if (*pool).tag() == heap as usize | D {
+            if (*pool).tag() == *(*heap).tags.get_unchecked(D) {
                 let b = p as *mut Block;
                 let old = (*pool).free;
                 (*b).next = old;
                 (*pool).free = b;
-                let u = (*pool).used - 1;
-                (*pool).used = u;
+                (*pool).used -= 1;
                 bump((*heap).frees.get_unchecked((*pool).stat_index as usize));
-                if old.is_null() || u == 0 {
+                if (*pool).used == 0 || old.is_null() {
                     local_free_transition(heap, pool);
                 }
                 return;
@@ -782,6 +824,11 @@ fn attach() -> *mut Heap {
     };
     // SAFETY: `h` is now ours alone.
     unsafe {
+        for d in 0..NUM_DOMAINS {
+            (*h).tags[d] = h as usize | d;
+        }
+        (*h).hooked
+            .store(HOOKED.load(Ordering::SeqCst), Ordering::SeqCst);
         (*h).attached = true;
         (*h).next_abandoned = ptr::null_mut();
         tls::set(h);

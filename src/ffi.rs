@@ -38,8 +38,11 @@ pub const PYALLOC_CHECK_COMPAT: c_int = 1;
 #[inline(always)]
 fn dispatch_malloc<const D: usize>(size: usize) -> *mut c_void {
     let h = tls::get();
-    if heap::not_hooked::<D>(h) {
-        return heap::malloc_in::<D>(h, size).cast();
+    // SAFETY: `h` comes from tls::get.
+    unsafe {
+        if heap::not_hooked::<D>(h) {
+            return heap::malloc_in::<D>(h, size).cast();
+        }
     }
     let t = &domain::TABLES[D];
     let f = t.malloc.load(Ordering::Acquire);
@@ -57,7 +60,8 @@ fn dispatch_calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut c_void {
     if elsize != 0 && nelem > MAX_REQUEST / elsize {
         return ptr::null_mut();
     }
-    if heap::not_hooked::<D>(tls::get()) {
+    // SAFETY: the heap comes from tls::get.
+    if unsafe { heap::not_hooked::<D>(tls::get()) } {
         return heap::calloc::<D>(nelem, elsize).cast();
     }
     let t = &domain::TABLES[D];
@@ -79,9 +83,11 @@ fn dispatch_calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut c_void {
 /// `p` is null or a live block of domain `D`'s allocator.
 #[inline(always)]
 unsafe fn dispatch_realloc<const D: usize>(p: *mut c_void, size: usize) -> *mut c_void {
-    if heap::not_hooked::<D>(tls::get()) {
-        // SAFETY: the caller's contract.
-        return unsafe { heap::realloc::<D>(p.cast(), size).cast() };
+    // SAFETY: the caller's contract; the heap comes from tls::get.
+    unsafe {
+        if heap::not_hooked::<D>(tls::get()) {
+            return heap::realloc::<D>(p.cast(), size).cast();
+        }
     }
     let t = &domain::TABLES[D];
     let f = t.realloc.load(Ordering::Acquire);
@@ -103,9 +109,11 @@ unsafe fn dispatch_realloc<const D: usize>(p: *mut c_void, size: usize) -> *mut 
 #[inline(always)]
 unsafe fn dispatch_free<const D: usize>(p: *mut c_void) {
     let h = tls::get();
-    if heap::not_hooked::<D>(h) {
-        // SAFETY: the caller's contract; `h` is this thread's heap.
-        return unsafe { heap::free_in::<D>(h, p.cast()) };
+    // SAFETY: the caller's contract; `h` comes from tls::get.
+    unsafe {
+        if heap::not_hooked::<D>(h) {
+            return heap::free_in::<D>(h, p.cast());
+        }
     }
     let t = &domain::TABLES[D];
     let f = t.free.load(Ordering::Acquire);

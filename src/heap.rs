@@ -114,8 +114,11 @@ pub fn set_hooked(bits: u8) {
 }
 
 /// Whether domain `D` of `heap` may be served directly (its table is pyalloc's own).
+///
+/// # Safety
+/// `heap` is `tls::get()`.
 #[inline(always)]
-pub fn not_hooked<const D: usize>(heap: *mut Heap) -> bool {
+pub unsafe fn not_hooked<const D: usize>(heap: *mut Heap) -> bool {
     // SAFETY: `heap` is this thread's heap or the empty heap, both live.
     unsafe { (*heap).hooked.load(Ordering::Relaxed) & (1 << D) == 0 }
 }
@@ -152,12 +155,16 @@ fn count_free(heap: *mut Heap, index: usize) {
 /// Allocate `size` bytes in domain `D`. Null when out of memory or `size` is too large.
 #[inline(always)]
 pub fn malloc<const D: usize>(size: usize) -> *mut u8 {
-    malloc_in::<D>(tls::get(), size)
+    // SAFETY: the heap comes from tls::get.
+    unsafe { malloc_in::<D>(tls::get(), size) }
 }
 
 /// [`malloc`] with this thread's heap (from `tls::get`) already loaded.
+///
+/// # Safety
+/// `heap` is `tls::get()`.
 #[inline(always)]
-pub fn malloc_in<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
+pub unsafe fn malloc_in<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
     if size <= SMALL_MAX {
         let c = small_index(size);
         // SAFETY: `heap` is this thread's heap or the shared empty heap (only this thread touches

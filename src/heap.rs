@@ -44,8 +44,13 @@ pub struct Heap {
     /// Allocations and frees counted per `domain * NUM_SLOTS + class` (class 0: large blocks).
     pub allocs: [AtomicU64; NUM_DOMAINS * NUM_SLOTS],
     pub frees: [AtomicU64; NUM_DOMAINS * NUM_SLOTS],
-    /// Partial pools per `domain * NUM_SLOTS + class` (doubly linked through `Pool::next/prev`).
+    /// Partial pools per `domain * NUM_SLOTS + class`, a FIFO queue doubly linked through
+    /// `Pool::next/prev`: head and tail.
     partial: [*mut Pool; NUM_DOMAINS * NUM_SLOTS],
+    partial_tail: [*mut Pool; NUM_DOMAINS * NUM_SLOTS],
+    /// Mostly-free pools per slot (a stack, doubly linked), set aside when met at the head of
+    /// the partial queue so that they drain while the live set shrinks.
+    sparse: [*mut Pool; NUM_DOMAINS * NUM_SLOTS],
     /// Stack of pools that received frees from other threads.
     remote: AtomicPtr<Pool>,
     /// Empty single-unit pools kept for reuse.
@@ -92,6 +97,8 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     allocs: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
     frees: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
     partial: [ptr::null_mut(); NUM_DOMAINS * NUM_SLOTS],
+    partial_tail: [ptr::null_mut(); NUM_DOMAINS * NUM_SLOTS],
+    sparse: [ptr::null_mut(); NUM_DOMAINS * NUM_SLOTS],
     remote: AtomicPtr::new(ptr::null_mut()),
     cache: [ptr::null_mut(); HEAP_EMPTY_POOLS],
     ncache: 0,
@@ -589,7 +596,7 @@ unsafe fn after_free(heap: *mut Heap, pool: *mut Pool) {
                 (*pool).state = State::Detached;
                 retire_empty(heap, pool);
             }
-        } else if state == State::Partial && (*pool).used == 0 {
+        } else if (state == State::Partial || state == State::Sparse) && (*pool).used == 0 {
             partial_unlink(heap, pool);
             retire_empty(heap, pool);
         }
@@ -597,40 +604,52 @@ unsafe fn after_free(heap: *mut Heap, pool: *mut Pool) {
     }
 }
 
-// Partial lists, indexed like the counters by `stat_index`. SAFETY for all three: the caller
-// owns `heap` and `pool`.
+// Partial queues, indexed like the counters by `stat_index`. A pool that gets a free while
+// full joins at the tail and the current pool is refilled from the head: each pool waits a
+// whole round before it is used again and so comes back with many free blocks, which keeps
+// refills rare under random churn (taking the most recently freed-into pool, as pymalloc
+// does, refills after about one block each time). SAFETY for all three: the caller owns
+// `heap` and `pool`.
 
 #[inline]
 unsafe fn partial_push(heap: *mut Heap, pool: *mut Pool) {
     // SAFETY: see above.
     unsafe {
-        let slot = (*heap)
-            .partial
-            .as_mut_ptr()
-            .add((*pool).stat_index as usize);
-        let head = *slot;
-        (*pool).prev = ptr::null_mut();
-        (*pool).next = head;
-        if !head.is_null() {
-            (*head).prev = pool;
+        let index = (*pool).stat_index as usize;
+        let tail = *(*heap).partial_tail.get_unchecked(index);
+        (*pool).next = ptr::null_mut();
+        (*pool).prev = tail;
+        if tail.is_null() {
+            *(*heap).partial.get_unchecked_mut(index) = pool;
+        } else {
+            (*tail).next = pool;
         }
-        *slot = pool;
+        *(*heap).partial_tail.get_unchecked_mut(index) = pool;
         (*pool).state = State::Partial;
     }
 }
 
+/// Take a pool out of the partial queue or the sparse stack, whichever holds it.
 unsafe fn partial_unlink(heap: *mut Heap, pool: *mut Pool) {
     // SAFETY: see above.
     unsafe {
-        debug_assert_eq!((*pool).state, State::Partial);
+        let sparse = (*pool).state == State::Sparse;
+        debug_assert!(sparse || (*pool).state == State::Partial);
+        let index = (*pool).stat_index as usize;
         let (prev, next) = ((*pool).prev, (*pool).next);
         if prev.is_null() {
-            (*heap).partial[(*pool).stat_index as usize] = next;
+            if sparse {
+                (*heap).sparse[index] = next;
+            } else {
+                (*heap).partial[index] = next;
+            }
         } else {
             (*prev).next = next;
         }
         if !next.is_null() {
             (*next).prev = prev;
+        } else if !sparse {
+            (*heap).partial_tail[index] = prev;
         }
         (*pool).next = ptr::null_mut();
         (*pool).prev = ptr::null_mut();
@@ -638,24 +657,63 @@ unsafe fn partial_unlink(heap: *mut Heap, pool: *mut Pool) {
     }
 }
 
-/// Make the head of partial list `index` the current pool of that slot; null if none.
+/// Blocks per pool, per class.
+static CAPACITY: [u32; NUM_SLOTS] = {
+    let mut t = [0u32; NUM_SLOTS];
+    let mut c = 1;
+    while c < NUM_SLOTS {
+        t[c] = pool_capacity(c) as u32;
+        c += 1;
+    }
+    t
+};
+
+/// Make a pool the current pool of slot `index`: the head of the partial queue, setting aside
+/// mostly-free heads (under half used) on the sparse stack, or else the top of the sparse
+/// stack. Null if the heap has neither.
 #[inline]
 unsafe fn adopt_partial_head(heap: *mut Heap, index: usize) -> *mut Pool {
     // SAFETY: see above.
     unsafe {
-        let slot = (*heap).partial.as_mut_ptr().add(index);
-        let p = *slot;
-        if !p.is_null() {
+        let mut p = *(*heap).partial.get_unchecked(index);
+        while !p.is_null() {
             let next = (*p).next;
-            *slot = next;
+            *(*heap).partial.get_unchecked_mut(index) = next;
+            if next.is_null() {
+                *(*heap).partial_tail.get_unchecked_mut(index) = ptr::null_mut();
+            } else {
+                (*next).prev = ptr::null_mut();
+            }
+            if (*p).used * 2 >= CAPACITY[(*p).class as usize] || next.is_null() {
+                break;
+            }
+            // Mostly free: let it drain unless nothing else is left.
+            let top = *(*heap).sparse.get_unchecked(index);
+            (*p).prev = ptr::null_mut();
+            (*p).next = top;
+            if !top.is_null() {
+                (*top).prev = p;
+            }
+            *(*heap).sparse.get_unchecked_mut(index) = p;
+            (*p).state = State::Sparse;
+            p = next;
+        }
+        if p.is_null() {
+            p = *(*heap).sparse.get_unchecked(index);
+            if p.is_null() {
+                return p;
+            }
+            let next = (*p).next;
+            *(*heap).sparse.get_unchecked_mut(index) = next;
             if !next.is_null() {
                 (*next).prev = ptr::null_mut();
             }
-            (*p).next = ptr::null_mut();
-            (*p).state = State::Current;
-            (*p).used += CURRENT_BIAS;
-            *(*heap).pools.as_mut_ptr().cast::<*mut Pool>().add(index) = p;
         }
+        (*p).next = ptr::null_mut();
+        (*p).prev = ptr::null_mut();
+        (*p).state = State::Current;
+        (*p).used += CURRENT_BIAS;
+        *(*heap).pools.as_mut_ptr().cast::<*mut Pool>().add(index) = p;
         p
     }
 }

@@ -52,6 +52,9 @@ pub enum State {
     /// No free block and no never-used block left: linked nowhere until a free comes back.
     /// (For pools not current, an empty free list means exactly this.)
     Full = 3,
+    /// In the heap's sparse list: mostly free, used only when no partial pool is left, so that
+    /// it can drain and go back to its arena.
+    Sparse = 4,
 }
 
 /// One pool's (or large block's) descriptor.

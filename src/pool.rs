@@ -72,8 +72,6 @@ pub struct Pool {
     pub stat_index: u16,
     pub class: u8,
     pub domain: u8,
-    /// `heap address | domain` for a pool in use; one of the `TAG_*` values otherwise.
-    pub owner_tag: AtomicUsize,
     /// Next never-used block.
     pub bump: *mut u8,
     /// End of the last whole block.
@@ -86,9 +84,13 @@ pub struct Pool {
     pub state: State,
     /// Units this pool spans (1 for small classes).
     pub units: u8,
-    /// Partial-list links.
+    /// Queue links (partial queue or sparse stack).
     pub next: *mut Pool,
     pub prev: *mut Pool,
+    // Second cache line: what other threads touch (the tag they read, the list they push on),
+    // kept away from `free`/`used`, which the owner writes on every operation.
+    /// `heap address | domain` for a pool in use; one of the `TAG_*` values otherwise.
+    pub owner_tag: AtomicUsize,
     /// Blocks freed by other threads, collected by the owner.
     pub thread_free: AtomicPtr<Block>,
     /// Link in the owner heap's stack of pools with remote frees.
@@ -100,6 +102,12 @@ pub struct Pool {
 }
 
 const _: () = assert!(core::mem::size_of::<Pool>() == 128);
+// Remote frees touch only the second cache line (see the field comments).
+const _: () = assert!(
+    core::mem::offset_of!(Pool, owner_tag) >= 64 && core::mem::offset_of!(Pool, thread_free) >= 64
+);
+const _: () =
+    assert!(core::mem::offset_of!(Pool, used) < 64 && core::mem::offset_of!(Pool, stat_index) < 64);
 
 impl Pool {
     /// A descriptor describing nothing (a fresh value each use: it only initialises).
@@ -137,7 +145,11 @@ impl Pool {
         let start = self.start as usize;
         match self.kind {
             Kind::Large => p == start,
-            Kind::Pool => p >= start && p < self.end as usize && (p - start) % self.size == 0,
+            Kind::Pool => {
+                p >= start
+                    && p < self.end as usize
+                    && crate::size_class::is_multiple(p - start, self.class as usize)
+            }
             _ => false,
         }
     }

@@ -70,6 +70,29 @@ pub static BLOCK_SIZES: [u32; NUM_SLOTS] = {
     t
 };
 
+/// Multipliers for dividing a pool offset by the block size without a `div` instruction:
+/// `off / block_size(c) == (off * DIV_MAGIC[c]) >> DIV_SHIFT` for every offset inside a pool
+/// (below 2^18). With `m = 2^40 / d + 1` the error is below `off / 2^40 < 2^-22`, smaller than
+/// the `1/d >= 2^-16` gap before the next integer (checked exhaustively in the tests).
+pub static DIV_MAGIC: [u64; NUM_SLOTS] = {
+    let mut t = [0u64; NUM_SLOTS];
+    let mut c = 0;
+    while c < NUM_SLOTS {
+        t[c] = (1u64 << DIV_SHIFT) / block_size(c) as u64 + 1;
+        c += 1;
+    }
+    t
+};
+pub const DIV_SHIFT: u32 = 40;
+
+/// Whether `off` (an offset inside a pool of class `c`) is a multiple of the block size.
+#[inline]
+pub fn is_multiple(off: usize, c: usize) -> bool {
+    let q = (off as u64 * DIV_MAGIC[c]) >> DIV_SHIFT;
+    q * block_size(c) as u64 == off as u64
+}
+
+const _: () = assert!(MAX_POOL_UNITS * POOL_SIZE <= 1 << 18);
 const _: () = assert!(class_of(MEDIUM_MAX) == NUM_CLASSES);
 const _: () = assert!(block_size(NUM_CLASSES) == MEDIUM_MAX);
 const _: () = assert!(class_of(SMALL_MAX + 1) == NUM_SMALL + 1);
@@ -104,6 +127,17 @@ mod tests {
         assert_eq!(block_size(33), 640);
         assert_eq!(block_size(36), 1024);
         assert_eq!(block_size(37), 1280);
+    }
+
+    #[test]
+    fn magic_division_is_exact_inside_pools() {
+        for c in 1..=NUM_CLASSES {
+            let d = block_size(c);
+            let span = pool_units(c) * POOL_SIZE;
+            for off in 0..span {
+                assert_eq!(is_multiple(off, c), off % d == 0, "class {c} offset {off}");
+            }
+        }
     }
 
     #[test]

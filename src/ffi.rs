@@ -109,10 +109,14 @@ unsafe fn dispatch_realloc<const D: usize>(p: *mut c_void, size: usize) -> *mut 
 #[inline(always)]
 unsafe fn dispatch_free<const D: usize>(p: *mut c_void) {
     let h = tls::get();
-    // SAFETY: the caller's contract; `h` comes from tls::get.
+    // SAFETY: the caller's contract; `h` comes from tls::get. A hooked domain never passes the
+    // fast path (its tags match no pool), so the hook sees every free.
     unsafe {
+        if heap::free_fast::<D>(h, p.cast()) {
+            return;
+        }
         if heap::not_hooked::<D>(h) {
-            return heap::free_in::<D>(h, p.cast());
+            return heap::free_slow::<D>(h, p.cast());
         }
     }
     let t = &domain::TABLES[D];

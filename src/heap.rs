@@ -22,7 +22,7 @@ use crate::pool::{
 use crate::size_class::{block_size, class_of, pool_capacity, pool_units, small_index};
 use crate::{arena, init, large, meta::MetaPool, pagemap, stats, sync::SpinLock, tls};
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// Number of allocator domains (raw, mem, object).
 pub const NUM_DOMAINS: usize = 3;
@@ -33,9 +33,10 @@ pub const NUM_DOMAINS: usize = 3;
 /// reads or writes the non-atomic fields; other threads touch `remote` and read the counters.
 #[repr(C, align(64))]
 pub struct Heap {
-    /// `heap address | domain` per domain: the tag of this heap's pools (the empty heap holds
-    /// a value no pool carries), compared on the free fast path.
-    pub tags: [usize; NUM_DOMAINS],
+    /// `heap address | domain` per domain: the tag of this heap's pools, compared on the free
+    /// fast path. A value no pool carries while the domain is hooked (so that the public free
+    /// falls to its slow dispatch, which calls the hook) and in the empty heap.
+    pub tags: [AtomicUsize; NUM_DOMAINS],
     /// Bit `d`: domain `d`'s table is hooked (a copy of the global flags, kept in every heap
     /// so that the public functions test it right after loading the heap).
     pub hooked: AtomicU8,
@@ -91,7 +92,7 @@ pub struct EmptyHeap(Heap);
 unsafe impl Sync for EmptyHeap {}
 
 pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
-    tags: [TAG_NEVER; NUM_DOMAINS],
+    tags: [const { AtomicUsize::new(TAG_NEVER) }; NUM_DOMAINS],
     hooked: AtomicU8::new(0),
     pools: [[&pool::EMPTY_POOL.0 as *const Pool as *mut Pool; NUM_SLOTS]; NUM_DOMAINS],
     allocs: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
@@ -117,7 +118,22 @@ static HOOKED: AtomicU8 = AtomicU8::new(0);
 pub fn set_hooked(bits: u8) {
     HOOKED.store(bits, Ordering::SeqCst);
     EMPTY_HEAP.0.hooked.store(bits, Ordering::SeqCst);
-    for_each_heap(|h| h.hooked.store(bits, Ordering::SeqCst));
+    for_each_heap(|h| {
+        h.hooked.store(bits, Ordering::SeqCst);
+        set_tags(h, bits);
+    });
+}
+
+/// Set a heap's free-path tags for the hooked bits `bits`.
+fn set_tags(h: &Heap, bits: u8) {
+    for (d, t) in h.tags.iter().enumerate() {
+        let tag = if bits & (1 << d) != 0 {
+            TAG_NEVER
+        } else {
+            h as *const Heap as usize | d
+        };
+        t.store(tag, Ordering::SeqCst);
+    }
 }
 
 /// Whether domain `D` of `heap` may be served directly (its table is pyalloc's own).
@@ -392,37 +408,43 @@ unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
 /// As for [`realloc`].
 #[inline(always)]
 pub unsafe fn free<const D: usize>(p: *mut u8) {
-    // SAFETY: the caller's contract.
-    unsafe { free_in::<D>(tls::get(), p) }
+    let heap = tls::get();
+    // SAFETY: the caller's contract; `heap` comes from tls::get.
+    unsafe {
+        if !free_fast::<D>(heap, p) {
+            free_slow::<D>(heap, p);
+        }
+    }
 }
 
-/// [`free`] with this thread's heap (from `tls::get`) already loaded.
+/// The free fast path: `p` is a block of this thread's heap in domain `D` (and the domain is
+/// not hooked). Returns false, having done nothing, for anything else.
 ///
 /// # Safety
 /// As for [`realloc`]; `heap` is `tls::get()`.
 #[inline(always)]
-pub unsafe fn free_in<const D: usize>(heap: *mut Heap, p: *mut u8) {
+pub unsafe fn free_fast<const D: usize>(heap: *mut Heap, p: *mut u8) -> bool {
     let pool = pagemap::lookup_fast(p as usize);
-    if !pool.is_null() {
-        // SAFETY: the page map only holds live descriptors. A tag equal to this heap's tag for
-        // D means the pool is in use by this thread's heap, in domain D, so its local fields
-        // are ours.
-        unsafe {
-            if (*pool).tag() == *(*heap).tags.get_unchecked(D) {
-                let b = p as *mut Block;
-                let old = (*pool).free;
-                (*b).next = old;
-                (*pool).free = b;
-                (*pool).used -= 1;
-                bump((*heap).frees.get_unchecked((*pool).stat_index as usize));
-                if (*pool).used == 0 || old.is_null() {
-                    local_free_transition(heap, pool);
-                }
-                return;
-            }
-        }
+    if pool.is_null() {
+        return false;
     }
-    free_slow::<D>(heap, pool, p)
+    // SAFETY: the page map only holds live descriptors. A tag equal to this heap's tag for D
+    // means the pool is in use by this thread's heap, in domain D, so its local fields are ours.
+    unsafe {
+        if (*pool).tag() != (*heap).tags.get_unchecked(D).load(Ordering::Relaxed) {
+            return false;
+        }
+        let b = p as *mut Block;
+        let old = (*pool).free;
+        (*b).next = old;
+        (*pool).free = b;
+        (*pool).used -= 1;
+        bump((*heap).frees.get_unchecked((*pool).stat_index as usize));
+        if (*pool).used == 0 || old.is_null() {
+            local_free_transition(heap, pool);
+        }
+        true
+    }
 }
 
 /// A local free emptied a pool or refilled a full one.
@@ -435,13 +457,19 @@ unsafe fn local_free_transition(heap: *mut Heap, pool: *mut Pool) {
     unsafe { after_free(heap, pool) }
 }
 
+/// Everything the fast path does not handle: null, foreign pointers, other threads' blocks,
+/// wrong domains, large blocks, frees while the domain is hooked.
+///
+/// # Safety
+/// As for [`realloc`]; `heap` is `tls::get()`.
 #[cold]
 #[inline(never)]
-fn free_slow<const D: usize>(heap: *mut Heap, pool: *mut Pool, p: *mut u8) {
+pub unsafe fn free_slow<const D: usize>(heap: *mut Heap, p: *mut u8) {
     if p.is_null() {
         return;
     }
-    if pool.is_null() || !pagemap::covers(p as usize) {
+    let pool = pagemap::lookup(p as usize);
+    if pool.is_null() {
         domain::foreign_free(D, p);
         return;
     }
@@ -889,11 +917,9 @@ fn attach() -> *mut Heap {
     };
     // SAFETY: `h` is now ours alone.
     unsafe {
-        for d in 0..NUM_DOMAINS {
-            (*h).tags[d] = h as usize | d;
-        }
-        (*h).hooked
-            .store(HOOKED.load(Ordering::SeqCst), Ordering::SeqCst);
+        let bits = HOOKED.load(Ordering::SeqCst);
+        (*h).hooked.store(bits, Ordering::SeqCst);
+        set_tags(&*h, bits);
         (*h).attached = true;
         (*h).next_abandoned = ptr::null_mut();
         tls::set(h);

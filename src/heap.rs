@@ -54,6 +54,12 @@ pub struct Heap {
     sparse: [*mut Pool; NUM_DOMAINS * NUM_SLOTS],
     /// Stack of pools that received frees from other threads.
     remote: AtomicPtr<Pool>,
+    /// Frees of other heaps' blocks waiting to be handed over, one chain per slot: blocks of
+    /// one pool (the last one freed into for that domain and class), pushed with a single CAS
+    /// when a block of another pool comes, when the chain is long, or on this thread's slow
+    /// paths. Bit `i` of `delayed_bits` marks a non-empty slot `i`.
+    delayed: [Delayed; NUM_DOMAINS * NUM_SLOTS],
+    delayed_bits: [u64; DELAYED_WORDS],
     /// Empty single-unit pools kept for reuse.
     cache: [*mut Pool; HEAP_EMPTY_POOLS],
     ncache: usize,
@@ -66,6 +72,31 @@ pub struct Heap {
 }
 
 const _: () = assert!(core::mem::align_of::<Heap>() >= HEAP_ALIGN);
+
+/// Words of the delayed-slot bitmap.
+const DELAYED_WORDS: usize = (NUM_DOMAINS * NUM_SLOTS).div_ceil(64);
+/// A delayed chain is handed over once it holds this many blocks.
+const DELAYED_MAX: u32 = 64;
+
+/// A chain of blocks freed by this thread into another heap's pool.
+#[derive(Clone, Copy)]
+struct Delayed {
+    pool: *mut Pool,
+    owner: *mut Heap,
+    head: *mut Block,
+    tail: *mut Block,
+    count: u32,
+}
+
+impl Delayed {
+    const EMPTY: Delayed = Delayed {
+        pool: ptr::null_mut(),
+        owner: ptr::null_mut(),
+        head: ptr::null_mut(),
+        tail: ptr::null_mut(),
+        count: 0,
+    };
+}
 
 struct Heaps {
     abandoned: *mut Heap,
@@ -101,6 +132,8 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     partial_tail: [ptr::null_mut(); NUM_DOMAINS * NUM_SLOTS],
     sparse: [ptr::null_mut(); NUM_DOMAINS * NUM_SLOTS],
     remote: AtomicPtr::new(ptr::null_mut()),
+    delayed: [Delayed::EMPTY; NUM_DOMAINS * NUM_SLOTS],
+    delayed_bits: [0; DELAYED_WORDS],
     cache: [ptr::null_mut(); HEAP_EMPTY_POOLS],
     ncache: 0,
     next_all: AtomicPtr::new(ptr::null_mut()),
@@ -299,6 +332,8 @@ unsafe fn alloc_from_class(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
 unsafe fn refill_slow(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
     // SAFETY: (whole body) the caller owns `heap`.
     unsafe {
+        // A slow moment: hand the delayed remote frees over, so their owners can reuse them.
+        flush_delayed(heap);
         if !(*heap).remote.load(Ordering::Relaxed).is_null() {
             collect_remote(heap);
             let p = adopt_partial_head(heap, d * NUM_SLOTS + c);
@@ -513,26 +548,29 @@ unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p: *mut u8) {
             (*pool).free = b;
             (*pool).used -= 1;
             after_free(heap, pool);
+        } else if heap == empty_heap() {
+            remote_free(owner, pool, p.cast(), p.cast());
         } else {
-            remote_free(owner, pool, p.cast());
+            delay_remote(heap, owner, pool, p.cast());
         }
     }
 }
 
-/// Free a block of another heap's pool.
+/// Hand a chain of blocks (`head` .. `tail`, linked through `next`) over to the heap owning
+/// their pool: one CAS on the pool's `thread_free` list.
 ///
 /// # Safety
-/// `b` is a live block of `pool`, owned by `owner`.
-unsafe fn remote_free(owner: *mut Heap, pool: *mut Pool, b: *mut Block) {
-    // SAFETY: the pool cannot be released while `b` is uncollected (it counts in `used`), and
-    // heaps are never freed, so both stay valid through the pushes.
+/// The chain's blocks are live blocks of `pool`, owned by `owner`, freed by the caller.
+unsafe fn remote_free(owner: *mut Heap, pool: *mut Pool, head: *mut Block, tail: *mut Block) {
+    // SAFETY: the pool cannot be released while the chain is uncollected (it counts in `used`),
+    // and heaps are never freed, so both stay valid through the pushes.
     unsafe {
         let mut old = (*pool).thread_free.load(Ordering::Relaxed);
         loop {
-            (*b).next = old;
+            (*tail).next = old;
             match (*pool).thread_free.compare_exchange_weak(
                 old,
-                b,
+                head,
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {
@@ -553,6 +591,61 @@ unsafe fn remote_free(owner: *mut Heap, pool: *mut Pool, b: *mut Block) {
                 ) {
                     Ok(_) => break,
                     Err(cur) => head = cur,
+                }
+            }
+        }
+    }
+}
+
+/// Free `b`, a block of another heap's pool, by adding it to this heap's delayed chain for the
+/// pool's slot; a chain of another pool, or a long one, is handed over first.
+///
+/// # Safety
+/// The calling thread owns `heap` (not the empty heap); `b` is a live block of `pool`, owned
+/// by `owner`.
+unsafe fn delay_remote(heap: *mut Heap, owner: *mut Heap, pool: *mut Pool, b: *mut Block) {
+    // SAFETY: as stated; the delayed slots are this thread's.
+    unsafe {
+        let i = (*pool).stat_index as usize;
+        let slot = &mut (*heap).delayed[i];
+        if slot.pool != pool || slot.count >= DELAYED_MAX {
+            if !slot.pool.is_null() {
+                remote_free(slot.owner, slot.pool, slot.head, slot.tail);
+            }
+            (*b).next = ptr::null_mut();
+            *slot = Delayed {
+                pool,
+                owner,
+                head: b,
+                tail: b,
+                count: 1,
+            };
+            (*heap).delayed_bits[i / 64] |= 1 << (i % 64);
+        } else {
+            (*b).next = slot.head;
+            slot.head = b;
+            slot.count += 1;
+        }
+    }
+}
+
+/// Hand every delayed chain over to its owner.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+unsafe fn flush_delayed(heap: *mut Heap) {
+    // SAFETY: as stated.
+    unsafe {
+        for w in 0..DELAYED_WORDS {
+            let mut bits = (*heap).delayed_bits[w];
+            (*heap).delayed_bits[w] = 0;
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let slot = &mut (*heap).delayed[i];
+                if !slot.pool.is_null() {
+                    remote_free(slot.owner, slot.pool, slot.head, slot.tail);
+                    *slot = Delayed::EMPTY;
                 }
             }
         }
@@ -955,6 +1048,7 @@ pub unsafe fn detach(h: *mut Heap) {
 unsafe fn trim(h: *mut Heap) {
     // SAFETY: as stated.
     unsafe {
+        flush_delayed(h);
         collect_remote(h);
         for d in 0..NUM_DOMAINS {
             for c in 1..NUM_SLOTS {

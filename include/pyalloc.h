@@ -363,9 +363,9 @@ void PyMem_SetAllocator(PyMemAllocatorDomain domain, PyMemAllocatorEx *allocator
 
 #if !defined(Py_PYTHON_H)
 /*
- Install debug hooks on all domains. In a CPython host this installs CPython's hooks over
- pyalloc; standalone, pyalloc's own hooks arrive in a later version and this leaves the
- allocators unchanged.
+ Install debug hooks on all domains, over their current allocators: CPython's block layout
+ and checks (wrong domain, overflow, underflow, double free), plus a quarantine and optional
+ backtraces (`PYALLOC_DEBUG_*`). In a CPython host this installs CPython's own hooks.
  */
 void PyMem_SetupDebugHooks(void);
 #endif

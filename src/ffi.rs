@@ -297,14 +297,16 @@ pub unsafe extern "C" fn PyMem_SetAllocator(
     domain::set(domain as usize, &a);
 }
 
-/// Install debug hooks on all domains. In a CPython host this installs CPython's hooks over
-/// pyalloc; standalone, pyalloc's own hooks arrive in a later version and this leaves the
-/// allocators unchanged.
+/// Install debug hooks on all domains, over their current allocators: CPython's block layout
+/// and checks (wrong domain, overflow, underflow, double free), plus a quarantine and optional
+/// backtraces (`PYALLOC_DEBUG_*`). In a CPython host this installs CPython's own hooks.
 #[cfg(not(pyalloc_hide_cpython_api))]
 #[no_mangle]
 pub extern "C" fn PyMem_SetupDebugHooks() {
     if host::present() {
         host::setup_debug_hooks();
+    } else {
+        crate::debug::setup();
     }
 }
 
@@ -404,6 +406,7 @@ pub extern "C" fn pyalloc_stats_print() {
 /// of all empty pools to the OS now.
 #[no_mangle]
 pub extern "C" fn pyalloc_collect(purge: c_int) {
+    crate::debug::drain_quarantine();
     heap::collect(purge != 0);
 }
 

@@ -62,6 +62,9 @@ fn init_slow() {
     }
     STATE.store(DONE, Ordering::Release);
     host::install_at_load(o.verbose, o.check_explicit);
+    if !host::present() && options::read_debug().at_load {
+        crate::debug::setup();
+    }
     if o.verbose && !host::present() {
         report::warn(format_args!(
             "loaded: check={}, raw domain on {}, purge keeps {} bytes",

@@ -18,6 +18,8 @@ pub mod arena;
 /// cbindgen:ignore
 pub mod config;
 /// cbindgen:ignore
+pub mod debug;
+/// cbindgen:ignore
 pub mod domain;
 pub mod ffi;
 /// cbindgen:ignore

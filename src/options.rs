@@ -7,6 +7,9 @@
 //! | `PYALLOC_PURGE_KEEP` | bytes of empty pool memory kept resident before purging (`K`/`M`/`G` suffixes; `0` purges at once) | 4M |
 //! | `PYALLOC_VERBOSE` | on/off | off |
 //! | `PYALLOC_STATS` | on/off: print the statistics report on stderr at exit | off |
+//! | `PYALLOC_DEBUG` | on/off: install the debug hooks at load (standalone) | off |
+//! | `PYALLOC_DEBUG_BACKTRACE` | on/off: record where debug-hooked blocks are allocated and freed | off |
+//! | `PYALLOC_DEBUG_QUARANTINE` | bytes of freed blocks the debug hooks hold back before reuse | 1M |
 //!
 //! A value that does not parse keeps the default and prints a warning.
 
@@ -66,6 +69,37 @@ pub struct Options {
     pub raw_libc: bool,
     pub purge_keep: usize,
     pub verbose: bool,
+}
+
+/// Options of the debug hooks.
+pub struct DebugOptions {
+    pub at_load: bool,
+    pub backtrace: bool,
+    pub quarantine: usize,
+}
+
+/// Read the debug hooks' options.
+pub fn read_debug() -> DebugOptions {
+    let flag = |name: &CStr| {
+        env(name)
+            .map(|v| parse_bool(v).unwrap_or(true))
+            .unwrap_or(false)
+    };
+    let mut o = DebugOptions {
+        at_load: flag(c"PYALLOC_DEBUG"),
+        backtrace: flag(c"PYALLOC_DEBUG_BACKTRACE"),
+        quarantine: 1 << 20,
+    };
+    if let Some(v) = env(c"PYALLOC_DEBUG_QUARANTINE") {
+        match parse_size(v) {
+            Some(n) => o.quarantine = n,
+            None => warn(format_args!(
+                "PYALLOC_DEBUG_QUARANTINE={} is not a size; using the default",
+                core::str::from_utf8(v).unwrap_or("?")
+            )),
+        }
+    }
+    o
 }
 
 /// Read all options from the environment.

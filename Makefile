@@ -8,7 +8,7 @@ BUILD   := build
 PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all lib header header-check header-compile demo python-demo test rust-test lint c-test python-test cpython-test cpython-test-quick bench bench-smoke bench-icount install clean
+.PHONY: all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test python-test cpython-test cpython-test-quick bench bench-smoke bench-icount install clean
 
 all: lib
 
@@ -66,7 +66,11 @@ lint:
 c-test: lib
 	./c_tests/run.sh
 
-test: rust-test lint header-check header-compile c-test python-test cpython-test-quick bench-smoke
+# memcheck over a build with --features valgrind (skipped when valgrind is missing)
+valgrind-test:
+	./c_tests/valgrind/run.sh
+
+test: rust-test lint header-check header-compile c-test valgrind-test python-test cpython-test-quick bench-smoke
 
 bench bench-smoke bench-icount: lib
 	$(MAKE) -C bench $@

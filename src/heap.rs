@@ -20,7 +20,8 @@ use crate::pool::{
     self, Block, Kind, Pool, State, CURRENT_BIAS, HEAP_ALIGN, TAG_CACHED, TAG_FREE, TAG_LARGE,
 };
 use crate::size_class::{block_size, class_of, pool_capacity, pool_units, small_index};
-use crate::{arena, init, large, meta::MetaPool, pagemap, stats, sync::SpinLock, tls};
+use crate::{arena, init, large, meta::MetaPool, pagemap, stats, sync::SpinLock, tls, track};
+use core::mem::size_of;
 use core::ptr;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
@@ -230,18 +231,23 @@ pub unsafe fn malloc_in<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8
             let pool = *(*heap).pools.get_unchecked(D).get_unchecked(c);
             let b = (*pool).free;
             if !b.is_null() {
+                track::defined(b, size_of::<Block>());
                 (*pool).free = (*b).next;
                 (*pool).used += 1;
                 bump((*heap).allocs.get_unchecked(D * NUM_SLOTS + c));
+                track::malloc_like(b.cast(), size, false);
                 return b.cast();
             }
         }
     }
-    if size <= SMALL_MAX && heap != empty_heap() {
+    let b = if size <= SMALL_MAX && heap != empty_heap() {
         // SAFETY: this thread's heap.
-        return unsafe { alloc_from_class_entry(heap, D, small_index(size)) };
-    }
-    malloc_slow::<D>(heap, size)
+        unsafe { alloc_from_class_entry(heap, D, small_index(size)) }
+    } else {
+        malloc_slow::<D>(heap, size)
+    };
+    track::malloc_like(b, size, size > MEDIUM_MAX);
+    b
 }
 
 /// Out-of-line entry of [`alloc_from_class`] for the malloc fast path (zero-size requests
@@ -285,6 +291,7 @@ unsafe fn pop(heap: *mut Heap, pool: *mut Pool, d: usize, c: usize) -> *mut u8 {
     // SAFETY: as stated.
     unsafe {
         let b = (*pool).free;
+        track::defined(b, size_of::<Block>());
         (*pool).free = (*b).next;
         (*pool).used += 1;
         bump((*heap).allocs.get_unchecked(d * NUM_SLOTS + c));
@@ -377,6 +384,7 @@ unsafe fn extend_and_pop(heap: *mut Heap, pool: *mut Pool, d: usize, c: usize) -
         if first as usize + n * bs > (*pool).end as usize {
             n = ((*pool).end as usize - first as usize) / bs;
         }
+        track::defined(first, n * bs);
         let mut b = first;
         for _ in 1..n {
             let next = b.add(bs);
@@ -384,6 +392,7 @@ unsafe fn extend_and_pop(heap: *mut Heap, pool: *mut Pool, d: usize, c: usize) -
             b = next;
         }
         (*(b as *mut Block)).next = ptr::null_mut();
+        track::no_access(first, n * bs);
         (*pool).free = first.cast();
         (*pool).bump = b.add(bs);
         pop(heap, pool, d, c)
@@ -430,6 +439,7 @@ unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
         (*p).thread_free.store(ptr::null_mut(), Ordering::Relaxed);
         (*p).owner_tag.store(heap as usize | d, Ordering::Release);
         stats::POOLS_IN_USE[d].fetch_add(1, Ordering::Relaxed);
+        track::no_access((*p).start, (*p).end as usize - (*p).start as usize);
         p
     }
 }
@@ -475,6 +485,7 @@ pub unsafe fn free_fast<const D: usize>(heap: *mut Heap, p: *mut u8) -> bool {
         (*pool).free = b;
         (*pool).used -= 1;
         bump((*heap).frees.get_unchecked((*pool).stat_index as usize));
+        track::free_like(p);
         if (*pool).used == 0 || old.is_null() {
             local_free_transition(heap, pool);
         }
@@ -537,6 +548,7 @@ unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p: *mut u8) {
         if tag < HEAP_ALIGN {
             debug_assert!(tag & TAG_LARGE != 0);
             count_free(heap, index);
+            track::free_like(p);
             large::free(pool);
             return;
         }
@@ -547,11 +559,14 @@ unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p: *mut u8) {
             (*b).next = (*pool).free;
             (*pool).free = b;
             (*pool).used -= 1;
+            track::free_like(p);
             after_free(heap, pool);
         } else if heap == empty_heap() {
             remote_free(owner, pool, p.cast(), p.cast());
+            track::free_like(p);
         } else {
             delay_remote(heap, owner, pool, p.cast());
+            track::free_like(p);
         }
     }
 }
@@ -566,6 +581,7 @@ unsafe fn remote_free(owner: *mut Heap, pool: *mut Pool, head: *mut Block, tail:
     // and heaps are never freed, so both stay valid through the pushes.
     unsafe {
         let mut old = (*pool).thread_free.load(Ordering::Relaxed);
+        track::defined(tail, size_of::<Block>());
         loop {
             (*tail).next = old;
             match (*pool).thread_free.compare_exchange_weak(
@@ -578,6 +594,7 @@ unsafe fn remote_free(owner: *mut Heap, pool: *mut Pool, head: *mut Block, tail:
                 Err(cur) => old = cur,
             }
         }
+        track::no_access(tail, size_of::<Block>());
         if old.is_null() {
             // First remote free since the owner last looked: tell the owner.
             let mut head = (*owner).remote.load(Ordering::Relaxed);
@@ -667,11 +684,16 @@ unsafe fn collect_remote(heap: *mut Heap) {
             if !list.is_null() {
                 let mut tail = list;
                 let mut n = 1u32;
+                track::defined(tail, size_of::<Block>());
                 while !(*tail).next.is_null() {
-                    tail = (*tail).next;
+                    let next = (*tail).next;
+                    track::no_access(tail, size_of::<Block>());
+                    tail = next;
+                    track::defined(tail, size_of::<Block>());
                     n += 1;
                 }
                 (*tail).next = (*p).free;
+                track::no_access(tail, size_of::<Block>());
                 (*p).free = list;
                 (*p).used -= n;
                 after_free(heap, p);
@@ -876,12 +898,17 @@ pub unsafe fn realloc<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
         }
         if tag < HEAP_ALIGN {
             if n > MEDIUM_MAX {
-                return large::realloc(pool, n);
+                let q = large::realloc(pool, n);
+                if !q.is_null() {
+                    track::moved(p, q, old, n);
+                }
+                return q;
             }
             return move_block::<D>(p, old, n, pool, tag);
         }
         // Keep the block when the new size fits and the shrink is small (CPython: by < 25%).
         if n <= old && (n.max(1) > old - old / 4 || class_of(n.max(1)) == (*pool).class as usize) {
+            track::reallocated_in_place(p, old, n);
             return p;
         }
         move_block::<D>(p, old, n, pool, tag)
@@ -903,6 +930,8 @@ unsafe fn move_block<const D: usize>(
     if q.is_null() {
         return q;
     }
+    // The copy may read the block's slack past the requested size.
+    track::defined(p, old.min(n));
     // SAFETY: both blocks are live and distinct; we copy what both hold.
     unsafe {
         ptr::copy_nonoverlapping(p, q, old.min(n));

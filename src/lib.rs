@@ -50,3 +50,5 @@ pub mod stats;
 pub mod sync;
 /// cbindgen:ignore
 pub mod tls;
+/// cbindgen:ignore
+pub mod track;

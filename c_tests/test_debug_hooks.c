@@ -50,6 +50,8 @@ static void write_after_free(void) {
     pyalloc_collect(0); /* empties the quarantine, which verifies every block */
 }
 
+static pyalloc_stats baseline;
+
 static void clean_program(void) {
     for (int i = 0; i < 20000; i++) {
         char *a = PyMem_Malloc((size_t)(i % 700));
@@ -63,8 +65,15 @@ static void clean_program(void) {
     }
     PyObject_Free(pre_hook_obj);
     pre_hook_mem = PyMem_Realloc(pre_hook_mem, 4000);
+    if (((unsigned char *)pre_hook_mem)[39] != 0x5a) fprintf(stderr, "pre-hook contents lost\n");
     PyMem_Free(pre_hook_mem);
-    pyalloc_collect(1);
+    pyalloc_collect(1); /* empties the quarantine */
+    pyalloc_stats s;
+    pyalloc_stats_get(&s);
+    for (int d = 0; d < 3; d++)
+        if (s.domains[d].live_blocks != baseline.domains[d].live_blocks)
+            fprintf(stderr, "domain %d: %llu live blocks, baseline %llu\n", d, (unsigned long long)s.domains[d].live_blocks,
+                   (unsigned long long)baseline.domains[d].live_blocks);
 }
 
 /* Run the scenario in a child with the hooks installed; return its status and its stderr. */
@@ -103,7 +112,26 @@ static void expect(const char *what, scenario_t s, const char *const *want) {
     for (int i = 0; want[i]; i++) CHECK(strstr(out, want[i]) != NULL, "%s: [%s] not in [%s]", what, want[i], out);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "env-child")) {
+        /* Started with PYALLOC_DEBUG=1: the hooks are in from the start. */
+        unsigned char *p = PyObject_Malloc(8);
+        int ok = p[-8] == 'o' && p[0] == 0xCD && p[8] == 0xFD;
+        PyObject_Free(p);
+        return ok ? 0 : 3;
+    }
+    {
+        char *env[] = {"PYALLOC_DEBUG=1", NULL};
+        pid_t pid = fork();
+        if (pid == 0) {
+            execve("/proc/self/exe", (char *[]){argv[0], "env-child", NULL}, env);
+            _exit(4);
+        }
+        int st = 0;
+        waitpid(pid, &st, 0);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "PYALLOC_DEBUG=1 installs the hooks at load (status %#x)", st);
+    }
+    pyalloc_stats_get(&baseline);
     /* The contents contract, in this process. */
     pre_hook_obj = PyObject_Malloc(40);
     pre_hook_mem = PyMem_Malloc(40);

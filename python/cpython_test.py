@@ -172,7 +172,11 @@ def main():
     # at its default.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     ver, full, exe = version(args.python)
-    tests = available(args.python, args.tests or (QUICK if args.quick else FULL))
+    wanted = args.tests or (QUICK if args.quick else FULL)
+    tests = available(args.python, wanted)
+    absent = [t for t in wanted if t not in tests]
+    if absent:
+        print(f"  not in this interpreter's test package: {' '.join(absent)}", flush=True)
     # One directory per interpreter: two builds of one version (say a distribution's and
     # pyenv's) must not share results.
     out = os.path.join(args.out, f"{full}-{hashlib.sha1(exe.encode()).hexdigest()[:8]}")

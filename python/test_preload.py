@@ -147,7 +147,17 @@ print(top.size, top.count, top.traceback[0].lineno)
             a = b = -1
         check(a > 0 and abs(a - b) < max(500, b // 50), f"sys.getallocatedblocks() is pyalloc's count ({a} vs {b})", r.stderr)
 
-    # 8. Threads: Python threads allocate and free each other's objects through pyalloc.
+    # 8. PYALLOC_CHECK=strict in a host: a domain mix aborts with the line and the Python context.
+    r = run(py, "import pyalloc_testext as t\ndef culprit():\n    t.mix_domains()\nculprit()", lib=lib,
+            env_extra={"PYALLOC_CHECK": "strict", "PYTHONFAULTHANDLER": "1"})
+    check(r.returncode != 0 and "pyalloc: fatal: PyMem_Free(" in r.stderr and "object domain" in r.stderr,
+          "strict mode reports a domain mix in a host", r.stderr[-1500:])
+    check("culprit" in r.stderr and "line 3" in r.stderr, "the report shows the Python frames", r.stderr[-1500:])
+    # ... while the default (compat) tolerates it, as CPython does.
+    r = run(py, "import pyalloc_testext as t, pyalloc_stats as p; t.mix_domains(); print(p.stats()['domains']['mem']['mismatched_frees'])", lib=lib)
+    check(r.returncode == 0 and r.stdout.strip() == "1", f"compat mode frees it and counts it ({r.stdout!r})", r.stderr)
+
+    # 9. Threads: Python threads allocate and free each other's objects through pyalloc.
     r = run(py, """
 import threading, queue, pyalloc_stats as p
 q = queue.Queue(maxsize=1000)

@@ -391,6 +391,7 @@ pub fn install_at_load(verbose: bool, check_explicit: bool) {
     }
     install_own(set);
     MODE.store(Mode::Installed as u8, Ordering::Release);
+    crate::report::set_fatal_context(python_context);
     if request == Request::Debug {
         // CPython will replace every allocator with pymalloc under its debug hooks during
         // pre-initialisation; `setlocale` below puts pyalloc back under those hooks.
@@ -407,6 +408,28 @@ pub fn install_at_load(verbose: bool, check_explicit: bool) {
             if domain::strict() { "strict" } else { "compat" }
         ));
     }
+}
+
+/// After a fatal error in a host: the current thread's Python traceback, where the host exports
+/// the function CPython's faulthandler uses (3.8, 3.11, 3.12, Debian's 3.11); otherwise a hint.
+fn python_context() {
+    let dump = resolve(c"_Py_DumpTraceback");
+    let tstate = resolve(c"PyGILState_GetThisThreadState");
+    if !dump.is_null() && !tstate.is_null() {
+        // SAFETY: both are the host's functions with these signatures; dumping is
+        // async-signal-safe in CPython (faulthandler uses it) and allocates nothing.
+        unsafe {
+            let ts = core::mem::transmute::<*mut c_void, extern "C" fn() -> *mut c_void>(tstate)();
+            if !ts.is_null() {
+                crate::report::write_stderr(
+                    b"Python traceback of the current thread (most recent call first):\n",
+                );
+                core::mem::transmute::<*mut c_void, extern "C" fn(c_int, *mut c_void)>(dump)(2, ts);
+                return;
+            }
+        }
+    }
+    crate::report::write_stderr(b"(set PYTHONFAULTHANDLER=1 to see the Python traceback)\n");
 }
 
 /// A table for pyalloc's own exports of domain `d` that calls the host's function.

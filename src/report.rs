@@ -2,6 +2,7 @@
 //! errors on stderr, and the text reports written into a caller's buffer.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 /// Writes into a byte buffer, truncating silently, always leaving room for a final NUL.
 pub struct BufWriter<'a> {
@@ -77,6 +78,15 @@ pub fn warn(args: fmt::Arguments<'_>) {
     write_stderr(w.bytes());
 }
 
+/// Called after a fatal message, before aborting: set by a host to add its own context (the
+/// Python traceback). Holds a `fn()` or null.
+static CONTEXT: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Install the function that adds context to fatal errors.
+pub fn set_fatal_context(f: fn()) {
+    CONTEXT.store(f as *mut (), Ordering::Release);
+}
+
 /// Print `pyalloc: fatal: <message>` on stderr and abort.
 pub fn fatal(args: fmt::Arguments<'_>) -> ! {
     let mut buf = [0u8; 512];
@@ -85,6 +95,11 @@ pub fn fatal(args: fmt::Arguments<'_>) -> ! {
     let _ = w.write_fmt(args);
     let _ = w.write_str("\n");
     write_stderr(w.bytes());
+    let f = CONTEXT.swap(core::ptr::null_mut(), Ordering::AcqRel);
+    if !f.is_null() {
+        // SAFETY: only `set_fatal_context` stores here, always a `fn()`.
+        unsafe { core::mem::transmute::<*mut (), fn()>(f)() };
+    }
     // SAFETY: abort has no preconditions.
     unsafe { libc::abort() }
 }

@@ -54,7 +54,17 @@ static PyObject *overflow(PyObject *self, PyObject *noargs) {
     Py_RETURN_NONE;
 }
 
+/* Free a PyObject_Malloc block through PyMem_Free: a domain mix that strict mode reports. */
+static PyObject *mix_domains(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    void *p = PyObject_Malloc(48);
+    PyMem_Free(p);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"mix_domains", mix_domains, METH_NOARGS, "free an object block through PyMem_Free"},
     {"roundtrip", roundtrip, METH_VARARGS, "allocate, check and free n bytes in each domain"},
     {"domains", domains, METH_NOARGS, "pyalloc_domain_of of fresh raw, mem and object blocks"},
     {"overflow", overflow, METH_NOARGS, "write past the end of a PyMem_Malloc block"},

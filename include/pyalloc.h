@@ -43,6 +43,55 @@ typedef ssize_t Py_ssize_t;
 #  define PyObject_MALLOC PyObject_Malloc
 #  define PyObject_REALLOC PyObject_Realloc
 #  define PyObject_FREE PyObject_Free
+
+/* The object header and type object, laid out as CPython 3.11's (src/object.rs). */
+struct _typeobject;
+typedef struct _object {
+    Py_ssize_t ob_refcnt;
+    struct _typeobject *ob_type;
+} PyObject;
+typedef struct {
+    PyObject ob_base;
+    Py_ssize_t ob_size;
+} PyVarObject;
+typedef void (*destructor)(PyObject *);
+typedef int (*visitproc)(PyObject *, void *);
+typedef int (*traverseproc)(PyObject *, visitproc, void *);
+typedef int (*inquiry)(PyObject *);
+typedef void (*freefunc)(void *);
+/* All of CPython 3.11's slots, in its order; pyalloc uses tp_name, tp_basicsize,
+ * tp_itemsize, tp_dealloc, tp_flags, tp_traverse, tp_clear, tp_free and tp_finalize. */
+typedef struct _typeobject {
+    PyVarObject ob_base;
+    const char *tp_name;
+    Py_ssize_t tp_basicsize, tp_itemsize;
+    destructor tp_dealloc;
+    Py_ssize_t tp_vectorcall_offset;
+    void *tp_getattr, *tp_setattr, *tp_as_async, *tp_repr, *tp_as_number, *tp_as_sequence,
+        *tp_as_mapping, *tp_hash, *tp_call, *tp_str, *tp_getattro, *tp_setattro, *tp_as_buffer;
+    unsigned long tp_flags;
+    const char *tp_doc;
+    traverseproc tp_traverse;
+    inquiry tp_clear;
+    void *tp_richcompare;
+    Py_ssize_t tp_weaklistoffset;
+    void *tp_iter, *tp_iternext, *tp_methods, *tp_members, *tp_getset;
+    struct _typeobject *tp_base;
+    PyObject *tp_dict;
+    void *tp_descr_get, *tp_descr_set;
+    Py_ssize_t tp_dictoffset;
+    void *tp_init, *tp_alloc, *tp_new;
+    freefunc tp_free;
+    inquiry tp_is_gc;
+    PyObject *tp_bases, *tp_mro, *tp_cache;
+    void *tp_subclasses;
+    PyObject *tp_weaklist;
+    destructor tp_del;
+    unsigned int tp_version_tag;
+    destructor tp_finalize;
+    void *tp_vectorcall;
+} PyTypeObject;
+#  define Py_TPFLAGS_HAVE_GC (1UL << 14)
 #endif
 
 
@@ -50,6 +99,13 @@ typedef ssize_t Py_ssize_t;
  Version of [`pyalloc_stats`]; bumped when fields are added (at the end).
  */
 #define PYALLOC_STATS_VERSION 1
+
+/*
+ Phases reported to callbacks.
+ */
+#define PYALLOC_GC_START 0
+
+#define PYALLOC_GC_STOP 1
 
 /*
  Returned by `pyalloc_domain_of` for a pointer pyalloc does not own.
@@ -212,6 +268,52 @@ typedef struct {
      */
     uint64_t foreign_frees;
 } pyalloc_stats;
+
+/*
+ Statistics of one generation (`gc.get_stats()`).
+ */
+typedef struct {
+    uint64_t collections;
+    uint64_t collected;
+    uint64_t uncollectable;
+} pyalloc_gc_stats;
+
+/*
+ `void cb(int phase, int generation, Py_ssize_t collected, Py_ssize_t uncollectable, void *arg)`.
+ A collection callback.
+ */
+typedef void (*pyalloc_gc_callback)(int, int, ptrdiff_t, ptrdiff_t, void*);
+
+/*
+ A free list. Initialise with `pyalloc_freelist_init`; the struct must outlive its use.
+ */
+typedef struct {
+    /*
+     Name shown in the statistics, e.g. "PyFloatObject".
+     */
+    const char *name;
+    /*
+     Bytes per instance.
+     */
+    size_t size;
+    /*
+     Most blocks kept.
+     */
+    size_t capacity;
+    /*
+     Blocks kept now.
+     */
+    size_t count;
+    /*
+     Blocks served from the list and blocks given to it, in total.
+     */
+    uint64_t reused;
+    uint64_t kept;
+    /*
+     The kept blocks, linked through their first word.
+     */
+    uint8_t **head;
+} pyalloc_freelist;
 
 #if !defined(Py_PYTHON_H)
 /*
@@ -458,8 +560,321 @@ size_t pyalloc_stats_json(char *buf, size_t len);
  */
 int pyalloc_host_mode(void);
 
+#if !defined(Py_PYTHON_H)
+/*
+ Set the header of a fresh object (refcount 1, type `tp`). Returns `op`.
+
+ # Safety
+ `op` points to at least `tp->tp_basicsize` writable bytes; `tp` is a valid type.
+ */
+PyObject *PyObject_Init(PyObject *op, PyTypeObject *tp);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Set the header of a fresh variable-size object. Returns `op`.
+
+ # Safety
+ As for `PyObject_Init`.
+ */
+PyVarObject *PyObject_InitVar(PyVarObject *op, PyTypeObject *tp, Py_ssize_t size);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Allocate and initialise an object of type `tp` (`PyObject_New`). NULL on failure.
+
+ # Safety
+ `tp` is a valid type (not a GC type: use `PyObject_GC_New` for those).
+ */
+PyObject *_PyObject_New(PyTypeObject *tp);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Allocate and initialise a variable-size object with `nitems` items (`PyObject_NewVar`).
+
+ # Safety
+ As for `_PyObject_New`.
+ */
+PyVarObject *_PyObject_NewVar(PyTypeObject *tp, Py_ssize_t nitems);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Increment a reference count (the exported form of `Py_INCREF`; NULL is allowed).
+
+ # Safety
+ `op` is NULL or a live object.
+ */
+void Py_IncRef(PyObject *op);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Decrement a reference count, deallocating at zero (the exported form of `Py_DECREF`).
+
+ # Safety
+ `op` is NULL or a live object owned by the caller.
+ */
+void Py_DecRef(PyObject *op);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Deallocate an object whose reference count reached zero (called by `Py_DECREF`).
+
+ # Safety
+ `op` is a live object with a zero count.
+ */
+void _Py_Dealloc(PyObject *op);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Allocate a GC object of type `tp` (not tracked yet: call `PyObject_GC_Track` once its
+ fields are set). NULL on failure.
+
+ # Safety
+ `tp` is a valid type with `Py_TPFLAGS_HAVE_GC`.
+ */
+PyObject *_PyObject_GC_New(PyTypeObject *tp);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Allocate a variable-size GC object with `nitems` items.
+
+ # Safety
+ As for `_PyObject_GC_New`.
+ */
+PyVarObject *_PyObject_GC_NewVar(PyTypeObject *tp, Py_ssize_t nitems);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Resize a variable-size GC object to `nitems` items; NULL (object intact) on failure.
+
+ # Safety
+ `op` came from `_PyObject_GC_NewVar`.
+ */
+PyVarObject *_PyObject_GC_Resize(PyVarObject *op, Py_ssize_t nitems);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Start tracking a GC object.
+
+ # Safety
+ `op` came from `_PyObject_GC_New(Var)`.
+ */
+void PyObject_GC_Track(void *op);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Stop tracking a GC object (call it first in `tp_dealloc`).
+
+ # Safety
+ `op` came from `_PyObject_GC_New(Var)`.
+ */
+void PyObject_GC_UnTrack(void *op);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Free a GC object's memory.
+
+ # Safety
+ `op` came from `_PyObject_GC_New(Var)` and is no longer used.
+ */
+void PyObject_GC_Del(void *op);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ 1 if the GC object is tracked, else 0.
+
+ # Safety
+ `op` is a live object.
+ */
+int PyObject_GC_IsTracked(PyObject *op);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ 1 if the GC object's finalizer has run, else 0.
+
+ # Safety
+ `op` is a live object.
+ */
+int PyObject_GC_IsFinalized(PyObject *op);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Run a full collection; returns the number of objects collected.
+ */
+Py_ssize_t PyGC_Collect(void);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Enable automatic collection; returns the previous state (1 enabled).
+ */
+int PyGC_Enable(void);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ Disable automatic collection; returns the previous state.
+ */
+int PyGC_Disable(void);
+#endif
+
+#if !defined(Py_PYTHON_H)
+/*
+ 1 if automatic collection is enabled.
+ */
+int PyGC_IsEnabled(void);
+#endif
+
+/*
+ Collect generation `generation` (0, 1 or 2); returns the objects collected.
+ */
+Py_ssize_t pyalloc_gc_collect(int generation);
+
+/*
+ Per-generation allocation counts (`gc.get_count()`), into `out[3]`.
+
+ # Safety
+ `out` points to 3 writable `Py_ssize_t`.
+ */
+void pyalloc_gc_get_count(Py_ssize_t *out);
+
+/*
+ Thresholds (`gc.get_threshold()`), into `out[3]`.
+
+ # Safety
+ `out` points to 3 writable `Py_ssize_t`.
+ */
+void pyalloc_gc_get_threshold(Py_ssize_t *out);
+
+/*
+ Set the thresholds (`gc.set_threshold(t0, t1, t2)`); 0 for `t0` disables automatic runs.
+ */
+void pyalloc_gc_set_threshold(Py_ssize_t t0, Py_ssize_t t1, Py_ssize_t t2);
+
+/*
+ Statistics per generation (`gc.get_stats()`), into `out[3]`.
+
+ # Safety
+ `out` points to 3 writable `pyalloc_gc_stats`.
+ */
+void pyalloc_gc_get_stats(pyalloc_gc_stats *out);
+
+/*
+ Move every tracked object to the permanent generation (`gc.freeze()`).
+ */
+void pyalloc_gc_freeze(void);
+
+/*
+ Move the permanent generation back into the oldest one (`gc.unfreeze()`).
+ */
+void pyalloc_gc_unfreeze(void);
+
+/*
+ Objects in the permanent generation (`gc.get_freeze_count()`).
+ */
+Py_ssize_t pyalloc_gc_get_freeze_count(void);
+
+/*
+ Tracked objects in generation `generation`.
+ */
+Py_ssize_t pyalloc_gc_generation_len(int generation);
+
+/*
+ Objects kept alive as uncollectable (cycles holding objects without `tp_clear`).
+ */
+Py_ssize_t pyalloc_gc_garbage_count(void);
+
+/*
+ Register `cb(phase, generation, collected, uncollectable, arg)`, called with
+ `PYALLOC_GC_START` before and `PYALLOC_GC_STOP` after each collection (`gc.callbacks`).
+ Returns 0, or -1 when all 16 slots are taken.
+ */
+int pyalloc_gc_add_callback(pyalloc_gc_callback cb, void *arg);
+
+/*
+ Remove a callback registered with the same function and argument; 0, or -1 if not found.
+ */
+int pyalloc_gc_remove_callback(pyalloc_gc_callback cb, void *arg);
+
+/*
+ Set up a free list of `capacity` blocks of `size` bytes, shown in the statistics as
+ `name` (e.g. "PyFloatObject").
+
+ # Safety
+ `fl` stays valid for the rest of the program; `name` is a static C string.
+ */
+void pyalloc_freelist_init(pyalloc_freelist *fl, const char *name, size_t size, size_t capacity);
+
+/*
+ A block for one instance, from the list when it has one.
+
+ # Safety
+ `fl` was set up with `pyalloc_freelist_init`; one thread at a time uses a list.
+ */
+void *pyalloc_freelist_alloc(pyalloc_freelist *fl);
+
+/*
+ Give a block back to the list (freed if the list is full).
+
+ # Safety
+ `p` came from `pyalloc_freelist_alloc` of this list.
+ */
+void pyalloc_freelist_free(pyalloc_freelist *fl, void *p);
+
+/*
+ Free every block the list keeps; returns how many.
+
+ # Safety
+ As for `pyalloc_freelist_alloc`.
+ */
+size_t pyalloc_freelist_clear(pyalloc_freelist *fl);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
 
 #endif  /* PYALLOC_H */
+
+#if !defined(Py_PYTHON_H)
+/* CPython's object macros and inline reference counting (Include/object.h, 3.11). */
+#  define PyObject_HEAD PyObject ob_base;
+#  define PyObject_VAR_HEAD PyVarObject ob_base;
+#  define PyObject_HEAD_INIT(type) { 1, (type) },
+#  define PyVarObject_HEAD_INIT(type, size) { PyObject_HEAD_INIT(type) (size) },
+#  define _PyObject_CAST(op) ((PyObject *)(op))
+#  define _PyVarObject_CAST(op) ((PyVarObject *)(op))
+#  define Py_REFCNT(ob) (_PyObject_CAST(ob)->ob_refcnt)
+#  define Py_TYPE(ob) (_PyObject_CAST(ob)->ob_type)
+#  define Py_SIZE(ob) (_PyVarObject_CAST(ob)->ob_size)
+static inline void _Py_INCREF(PyObject *op) { op->ob_refcnt++; }
+static inline void _Py_DECREF(PyObject *op) { if (--op->ob_refcnt == 0) { _Py_Dealloc(op); } }
+static inline PyObject *_Py_NewRef(PyObject *op) { _Py_INCREF(op); return op; }
+#  define Py_INCREF(op) _Py_INCREF(_PyObject_CAST(op))
+#  define Py_DECREF(op) _Py_DECREF(_PyObject_CAST(op))
+#  define Py_XINCREF(op) do { PyObject *_py_tmp = _PyObject_CAST(op); if (_py_tmp != NULL) { Py_INCREF(_py_tmp); } } while (0)
+#  define Py_XDECREF(op) do { PyObject *_py_tmp = _PyObject_CAST(op); if (_py_tmp != NULL) { Py_DECREF(_py_tmp); } } while (0)
+#  define Py_CLEAR(op) do { PyObject **_py_tmp_ptr = (PyObject **)&(op); PyObject *_py_tmp = *_py_tmp_ptr; if (_py_tmp != NULL) { *_py_tmp_ptr = NULL; Py_DECREF(_py_tmp); } } while (0)
+#  define Py_NewRef(op) _Py_NewRef(_PyObject_CAST(op))
+#  define Py_VISIT(op) do { if (op) { int _py_vret = visit(_PyObject_CAST(op), arg); if (_py_vret) { return _py_vret; } } } while (0)
+#  define PyObject_New(type, typeobj) ((type *)_PyObject_New(typeobj))
+#  define PyObject_NewVar(type, typeobj, n) ((type *)_PyObject_NewVar((typeobj), (n)))
+#  define PyObject_Del PyObject_Free
+#  define PyObject_DEL PyObject_Free
+#  define PyObject_GC_New(type, typeobj) ((type *)_PyObject_GC_New(typeobj))
+#  define PyObject_GC_NewVar(type, typeobj, n) ((type *)_PyObject_GC_NewVar((typeobj), (n)))
+#  define PyObject_GC_Resize(type, op, n) ((type *)_PyObject_GC_Resize(_PyVarObject_CAST(op), (n)))
+#endif

@@ -6,7 +6,7 @@
 
 #![allow(non_camel_case_types)]
 
-use core::ffi::c_void;
+use core::ffi::{c_char, c_int, c_void};
 
 /// `PyMemAllocatorDomain`: CPython's enum values, as a plain integer type (same ABI).
 #[cfg(not(pyalloc_hide_cpython_api))]
@@ -107,4 +107,40 @@ pub struct pyalloc_stats {
     pub heaps_abandoned: u64,
     /// Pointers not owned by pyalloc handed to libc free/realloc (compat mode).
     pub foreign_frees: u64,
+}
+
+/// Statistics of one generation (`gc.get_stats()`).
+#[repr(C)]
+#[derive(Clone, Copy, Default, Debug)]
+pub struct pyalloc_gc_stats {
+    pub collections: u64,
+    pub collected: u64,
+    pub uncollectable: u64,
+}
+
+/// Phases reported to callbacks.
+pub const PYALLOC_GC_START: c_int = 0;
+pub const PYALLOC_GC_STOP: c_int = 1;
+
+/// `void cb(int phase, int generation, Py_ssize_t collected, Py_ssize_t uncollectable, void *arg)`.
+/// A collection callback.
+pub type pyalloc_gc_callback =
+    Option<unsafe extern "C" fn(c_int, c_int, isize, isize, *mut c_void)>;
+
+/// A free list. Initialise with `pyalloc_freelist_init`; the struct must outlive its use.
+#[repr(C)]
+pub struct pyalloc_freelist {
+    /// Name shown in the statistics, e.g. "PyFloatObject".
+    pub name: *const c_char,
+    /// Bytes per instance.
+    pub size: usize,
+    /// Most blocks kept.
+    pub capacity: usize,
+    /// Blocks kept now.
+    pub count: usize,
+    /// Blocks served from the list and blocks given to it, in total.
+    pub reused: u64,
+    pub kept: u64,
+    /// The kept blocks, linked through their first word.
+    pub head: *mut *mut u8,
 }

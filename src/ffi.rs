@@ -13,9 +13,13 @@
 
 use crate::config::MAX_REQUEST;
 use crate::domain::{self, MEM, OBJ, RAW};
+use crate::freelist::{self, pyalloc_freelist};
+use crate::gc::{self, pyalloc_gc_callback, pyalloc_gc_stats};
+use crate::object::{self, PyObject, PyTypeObject, PyVarObject, Py_ssize_t};
 use crate::{arena, heap, host, report, stats, tls};
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
+use core::sync::atomic::AtomicPtr;
 use core::sync::atomic::Ordering;
 
 use crate::abi::pyalloc_stats;
@@ -490,4 +494,541 @@ pub extern "C" fn _Py_GetAllocatedBlocks() -> isize {
     }
     let s = stats::gather();
     (s.domains[MEM].live_blocks + s.domains[OBJ].live_blocks) as isize
+}
+
+// ---------------------------------------------------------------------------------------------
+// The object layer (see object.rs, gc.rs, freelist.rs). With a CPython host every CPython name
+// forwards to the host's own function, so that pyalloc's object model never mixes with it.
+
+/// Forward to the host's function `$name` (cached) with the given signature, or run `$own`.
+macro_rules! host_or {
+    ($name:literal, $ty:ty, |$f:ident| $call:expr, $own:expr) => {{
+        if host::present() {
+            static SLOT: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
+            let $f = host::object_fn(&SLOT, $name);
+            // SAFETY: the host's function has this signature (CPython's API).
+            #[allow(unused_unsafe)]
+            unsafe {
+                let $f = core::mem::transmute::<*mut c_void, $ty>($f);
+                $call
+            }
+        } else {
+            $own
+        }
+    }};
+}
+
+/// Set the header of a fresh object (refcount 1, type `tp`). Returns `op`.
+///
+/// # Safety
+/// `op` points to at least `tp->tp_basicsize` writable bytes; `tp` is a valid type.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyObject_Init(op: *mut PyObject, tp: *mut PyTypeObject) -> *mut PyObject {
+    host_or!(
+        c"PyObject_Init",
+        unsafe extern "C" fn(*mut PyObject, *mut PyTypeObject) -> *mut PyObject,
+        |f| f(op, tp),
+        {
+            // SAFETY: the caller's contract.
+            unsafe { object::init(op, tp) }
+        }
+    )
+}
+
+/// Set the header of a fresh variable-size object. Returns `op`.
+///
+/// # Safety
+/// As for `PyObject_Init`.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyObject_InitVar(
+    op: *mut PyVarObject,
+    tp: *mut PyTypeObject,
+    size: Py_ssize_t,
+) -> *mut PyVarObject {
+    host_or!(
+        c"PyObject_InitVar",
+        unsafe extern "C" fn(*mut PyVarObject, *mut PyTypeObject, Py_ssize_t) -> *mut PyVarObject,
+        |f| f(op, tp, size),
+        {
+            // SAFETY: the caller's contract.
+            unsafe { object::init_var(op, tp, size) }
+        }
+    )
+}
+
+/// Allocate and initialise an object of type `tp` (`PyObject_New`). NULL on failure.
+///
+/// # Safety
+/// `tp` is a valid type (not a GC type: use `PyObject_GC_New` for those).
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn _PyObject_New(tp: *mut PyTypeObject) -> *mut PyObject {
+    host_or!(
+        c"_PyObject_New",
+        unsafe extern "C" fn(*mut PyTypeObject) -> *mut PyObject,
+        |f| f(tp),
+        {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let op = heap::malloc::<OBJ>((*tp).tp_basicsize.max(16) as usize) as *mut PyObject;
+                object::init(op, tp)
+            }
+        }
+    )
+}
+
+/// Allocate and initialise a variable-size object with `nitems` items (`PyObject_NewVar`).
+///
+/// # Safety
+/// As for `_PyObject_New`.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn _PyObject_NewVar(
+    tp: *mut PyTypeObject,
+    nitems: Py_ssize_t,
+) -> *mut PyVarObject {
+    host_or!(
+        c"_PyObject_NewVar",
+        unsafe extern "C" fn(*mut PyTypeObject, Py_ssize_t) -> *mut PyVarObject,
+        |f| f(tp, nitems),
+        {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let Some(size) = object::var_size(&*tp, nitems) else {
+                    return ptr::null_mut();
+                };
+                let op = heap::malloc::<OBJ>(size) as *mut PyVarObject;
+                object::init_var(op, tp, nitems)
+            }
+        }
+    )
+}
+
+/// Increment a reference count (the exported form of `Py_INCREF`; NULL is allowed).
+///
+/// # Safety
+/// `op` is NULL or a live object.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn Py_IncRef(op: *mut PyObject) {
+    host_or!(
+        c"Py_IncRef",
+        unsafe extern "C" fn(*mut PyObject),
+        |f| f(op),
+        {
+            if !op.is_null() {
+                // SAFETY: a live object.
+                unsafe { (*op).ob_refcnt += 1 };
+            }
+        }
+    )
+}
+
+/// Decrement a reference count, deallocating at zero (the exported form of `Py_DECREF`).
+///
+/// # Safety
+/// `op` is NULL or a live object owned by the caller.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn Py_DecRef(op: *mut PyObject) {
+    host_or!(
+        c"Py_DecRef",
+        unsafe extern "C" fn(*mut PyObject),
+        |f| f(op),
+        {
+            if !op.is_null() {
+                // SAFETY: a live object owned by the caller.
+                unsafe {
+                    (*op).ob_refcnt -= 1;
+                    if (*op).ob_refcnt == 0 {
+                        object::dealloc(op);
+                    }
+                }
+            }
+        }
+    )
+}
+
+/// Deallocate an object whose reference count reached zero (called by `Py_DECREF`).
+///
+/// # Safety
+/// `op` is a live object with a zero count.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn _Py_Dealloc(op: *mut PyObject) {
+    host_or!(
+        c"_Py_Dealloc",
+        unsafe extern "C" fn(*mut PyObject),
+        |f| f(op),
+        {
+            // SAFETY: the caller's contract.
+            unsafe { object::dealloc(op) }
+        }
+    )
+}
+
+/// Allocate a GC object of type `tp` (not tracked yet: call `PyObject_GC_Track` once its
+/// fields are set). NULL on failure.
+///
+/// # Safety
+/// `tp` is a valid type with `Py_TPFLAGS_HAVE_GC`.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn _PyObject_GC_New(tp: *mut PyTypeObject) -> *mut PyObject {
+    host_or!(
+        c"_PyObject_GC_New",
+        unsafe extern "C" fn(*mut PyTypeObject) -> *mut PyObject,
+        |f| f(tp),
+        {
+            // SAFETY: the caller's contract.
+            unsafe { object::init(gc::alloc((*tp).tp_basicsize.max(16) as usize), tp) }
+        }
+    )
+}
+
+/// Allocate a variable-size GC object with `nitems` items.
+///
+/// # Safety
+/// As for `_PyObject_GC_New`.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn _PyObject_GC_NewVar(
+    tp: *mut PyTypeObject,
+    nitems: Py_ssize_t,
+) -> *mut PyVarObject {
+    host_or!(
+        c"_PyObject_GC_NewVar",
+        unsafe extern "C" fn(*mut PyTypeObject, Py_ssize_t) -> *mut PyVarObject,
+        |f| f(tp, nitems),
+        {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let Some(size) = object::var_size(&*tp, nitems) else {
+                    return ptr::null_mut();
+                };
+                object::init_var(gc::alloc(size).cast(), tp, nitems)
+            }
+        }
+    )
+}
+
+/// Resize a variable-size GC object to `nitems` items; NULL (object intact) on failure.
+///
+/// # Safety
+/// `op` came from `_PyObject_GC_NewVar`.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn _PyObject_GC_Resize(
+    op: *mut PyVarObject,
+    nitems: Py_ssize_t,
+) -> *mut PyVarObject {
+    host_or!(
+        c"_PyObject_GC_Resize",
+        unsafe extern "C" fn(*mut PyVarObject, Py_ssize_t) -> *mut PyVarObject,
+        |f| f(op, nitems),
+        {
+            // SAFETY: the caller's contract.
+            unsafe {
+                let Some(size) = object::var_size(&*(*op).ob_base.ob_type, nitems) else {
+                    return ptr::null_mut();
+                };
+                let n = gc::resize(op.cast(), size) as *mut PyVarObject;
+                if !n.is_null() {
+                    (*n).ob_size = nitems;
+                }
+                n
+            }
+        }
+    )
+}
+
+/// Start tracking a GC object.
+///
+/// # Safety
+/// `op` came from `_PyObject_GC_New(Var)`.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyObject_GC_Track(op: *mut c_void) {
+    host_or!(
+        c"PyObject_GC_Track",
+        unsafe extern "C" fn(*mut c_void),
+        |f| f(op),
+        {
+            // SAFETY: the caller's contract.
+            unsafe { gc::track(op.cast()) }
+        }
+    )
+}
+
+/// Stop tracking a GC object (call it first in `tp_dealloc`).
+///
+/// # Safety
+/// `op` came from `_PyObject_GC_New(Var)`.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyObject_GC_UnTrack(op: *mut c_void) {
+    host_or!(
+        c"PyObject_GC_UnTrack",
+        unsafe extern "C" fn(*mut c_void),
+        |f| f(op),
+        {
+            // SAFETY: the caller's contract.
+            unsafe { gc::untrack(op.cast()) }
+        }
+    )
+}
+
+/// Free a GC object's memory.
+///
+/// # Safety
+/// `op` came from `_PyObject_GC_New(Var)` and is no longer used.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyObject_GC_Del(op: *mut c_void) {
+    host_or!(
+        c"PyObject_GC_Del",
+        unsafe extern "C" fn(*mut c_void),
+        |f| f(op),
+        {
+            // SAFETY: the caller's contract.
+            unsafe { gc::del(op) }
+        }
+    )
+}
+
+/// 1 if the GC object is tracked, else 0.
+///
+/// # Safety
+/// `op` is a live object.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyObject_GC_IsTracked(op: *mut PyObject) -> c_int {
+    host_or!(
+        c"PyObject_GC_IsTracked",
+        unsafe extern "C" fn(*mut PyObject) -> c_int,
+        |f| f(op),
+        {
+            // SAFETY: the caller's contract.
+            unsafe { (gc::type_is_gc((*op).ob_type) && gc::is_tracked(op)) as c_int }
+        }
+    )
+}
+
+/// 1 if the GC object's finalizer has run, else 0.
+///
+/// # Safety
+/// `op` is a live object.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub unsafe extern "C" fn PyObject_GC_IsFinalized(op: *mut PyObject) -> c_int {
+    host_or!(
+        c"PyObject_GC_IsFinalized",
+        unsafe extern "C" fn(*mut PyObject) -> c_int,
+        |f| f(op),
+        {
+            // SAFETY: the caller's contract.
+            unsafe { (gc::type_is_gc((*op).ob_type) && gc::is_finalized(op)) as c_int }
+        }
+    )
+}
+
+/// Run a full collection; returns the number of objects collected.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub extern "C" fn PyGC_Collect() -> Py_ssize_t {
+    host_or!(
+        c"PyGC_Collect",
+        extern "C" fn() -> Py_ssize_t,
+        |f| f(),
+        gc::collect(gc::GENERATIONS - 1)
+    )
+}
+
+/// Enable automatic collection; returns the previous state (1 enabled).
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub extern "C" fn PyGC_Enable() -> c_int {
+    host_or!(
+        c"PyGC_Enable",
+        extern "C" fn() -> c_int,
+        |f| f(),
+        gc::set_enabled(true) as c_int
+    )
+}
+
+/// Disable automatic collection; returns the previous state.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub extern "C" fn PyGC_Disable() -> c_int {
+    host_or!(
+        c"PyGC_Disable",
+        extern "C" fn() -> c_int,
+        |f| f(),
+        gc::set_enabled(false) as c_int
+    )
+}
+
+/// 1 if automatic collection is enabled.
+#[cfg(not(pyalloc_hide_cpython_api))]
+#[no_mangle]
+pub extern "C" fn PyGC_IsEnabled() -> c_int {
+    host_or!(
+        c"PyGC_IsEnabled",
+        extern "C" fn() -> c_int,
+        |f| f(),
+        gc::enabled() as c_int
+    )
+}
+
+/// Collect generation `generation` (0, 1 or 2); returns the objects collected.
+#[no_mangle]
+pub extern "C" fn pyalloc_gc_collect(generation: c_int) -> Py_ssize_t {
+    gc::collect(generation.max(0) as usize)
+}
+
+/// Per-generation allocation counts (`gc.get_count()`), into `out[3]`.
+///
+/// # Safety
+/// `out` points to 3 writable `Py_ssize_t`.
+#[no_mangle]
+pub unsafe extern "C" fn pyalloc_gc_get_count(out: *mut Py_ssize_t) {
+    let c = gc::counts();
+    for (i, v) in c.iter().enumerate() {
+        // SAFETY: the caller provides 3 slots.
+        unsafe { *out.add(i) = *v as Py_ssize_t };
+    }
+}
+
+/// Thresholds (`gc.get_threshold()`), into `out[3]`.
+///
+/// # Safety
+/// `out` points to 3 writable `Py_ssize_t`.
+#[no_mangle]
+pub unsafe extern "C" fn pyalloc_gc_get_threshold(out: *mut Py_ssize_t) {
+    let t = gc::thresholds();
+    for (i, v) in t.iter().enumerate() {
+        // SAFETY: the caller provides 3 slots.
+        unsafe { *out.add(i) = *v as Py_ssize_t };
+    }
+}
+
+/// Set the thresholds (`gc.set_threshold(t0, t1, t2)`); 0 for `t0` disables automatic runs.
+#[no_mangle]
+pub extern "C" fn pyalloc_gc_set_threshold(t0: Py_ssize_t, t1: Py_ssize_t, t2: Py_ssize_t) {
+    gc::set_thresholds([t0.max(0) as usize, t1.max(0) as usize, t2.max(0) as usize]);
+}
+
+/// Statistics per generation (`gc.get_stats()`), into `out[3]`.
+///
+/// # Safety
+/// `out` points to 3 writable `pyalloc_gc_stats`.
+#[no_mangle]
+pub unsafe extern "C" fn pyalloc_gc_get_stats(out: *mut pyalloc_gc_stats) {
+    let s = gc::stats();
+    for (i, v) in s.iter().enumerate() {
+        // SAFETY: the caller provides 3 slots.
+        unsafe { *out.add(i) = *v };
+    }
+}
+
+/// Move every tracked object to the permanent generation (`gc.freeze()`).
+#[no_mangle]
+pub extern "C" fn pyalloc_gc_freeze() {
+    gc::freeze()
+}
+
+/// Move the permanent generation back into the oldest one (`gc.unfreeze()`).
+#[no_mangle]
+pub extern "C" fn pyalloc_gc_unfreeze() {
+    gc::unfreeze()
+}
+
+/// Objects in the permanent generation (`gc.get_freeze_count()`).
+#[no_mangle]
+pub extern "C" fn pyalloc_gc_get_freeze_count() -> Py_ssize_t {
+    gc::freeze_count()
+}
+
+/// Tracked objects in generation `generation`.
+#[no_mangle]
+pub extern "C" fn pyalloc_gc_generation_len(generation: c_int) -> Py_ssize_t {
+    gc::generation_len(generation.max(0) as usize)
+}
+
+/// Objects kept alive as uncollectable (cycles holding objects without `tp_clear`).
+#[no_mangle]
+pub extern "C" fn pyalloc_gc_garbage_count() -> Py_ssize_t {
+    gc::garbage_count()
+}
+
+/// Register `cb(phase, generation, collected, uncollectable, arg)`, called with
+/// `PYALLOC_GC_START` before and `PYALLOC_GC_STOP` after each collection (`gc.callbacks`).
+/// Returns 0, or -1 when all 16 slots are taken.
+#[no_mangle]
+pub extern "C" fn pyalloc_gc_add_callback(cb: pyalloc_gc_callback, arg: *mut c_void) -> c_int {
+    if gc::add_callback(cb, arg) {
+        0
+    } else {
+        -1
+    }
+}
+
+/// Remove a callback registered with the same function and argument; 0, or -1 if not found.
+#[no_mangle]
+pub extern "C" fn pyalloc_gc_remove_callback(cb: pyalloc_gc_callback, arg: *mut c_void) -> c_int {
+    if gc::remove_callback(cb, arg) {
+        0
+    } else {
+        -1
+    }
+}
+
+/// Set up a free list of `capacity` blocks of `size` bytes, shown in the statistics as
+/// `name` (e.g. "PyFloatObject").
+///
+/// # Safety
+/// `fl` stays valid for the rest of the program; `name` is a static C string.
+#[no_mangle]
+pub unsafe extern "C" fn pyalloc_freelist_init(
+    fl: *mut pyalloc_freelist,
+    name: *const c_char,
+    size: usize,
+    capacity: usize,
+) {
+    if !fl.is_null() {
+        // SAFETY: the caller's contract.
+        unsafe { freelist::init(fl, name, size, capacity) }
+    }
+}
+
+/// A block for one instance, from the list when it has one.
+///
+/// # Safety
+/// `fl` was set up with `pyalloc_freelist_init`; one thread at a time uses a list.
+#[no_mangle]
+pub unsafe extern "C" fn pyalloc_freelist_alloc(fl: *mut pyalloc_freelist) -> *mut c_void {
+    // SAFETY: the caller's contract.
+    unsafe { freelist::alloc(fl).cast() }
+}
+
+/// Give a block back to the list (freed if the list is full).
+///
+/// # Safety
+/// `p` came from `pyalloc_freelist_alloc` of this list.
+#[no_mangle]
+pub unsafe extern "C" fn pyalloc_freelist_free(fl: *mut pyalloc_freelist, p: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { freelist::free(fl, p.cast()) }
+}
+
+/// Free every block the list keeps; returns how many.
+///
+/// # Safety
+/// As for `pyalloc_freelist_alloc`.
+#[no_mangle]
+pub unsafe extern "C" fn pyalloc_freelist_clear(fl: *mut pyalloc_freelist) -> usize {
+    // SAFETY: the caller's contract.
+    unsafe { freelist::clear(fl) }
 }

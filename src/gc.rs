@@ -11,6 +11,7 @@
 //! object layer (one thread at a time, as under a GIL); the allocator underneath is
 //! thread-safe regardless.
 
+pub use crate::abi::{pyalloc_gc_callback, pyalloc_gc_stats, PYALLOC_GC_START, PYALLOC_GC_STOP};
 use crate::domain::OBJ;
 use crate::heap;
 use crate::object::{PyObject, PyTypeObject, Py_TPFLAGS_HAVE_GC};
@@ -40,22 +41,6 @@ const _: () = assert!(HEAD % 16 == 0);
 /// Number of generations.
 pub const GENERATIONS: usize = 3;
 
-/// Statistics of one generation (`gc.get_stats()`).
-#[repr(C)]
-#[derive(Clone, Copy, Default, Debug)]
-pub struct pyalloc_gc_stats {
-    pub collections: u64,
-    pub collected: u64,
-    pub uncollectable: u64,
-}
-
-/// Phases reported to callbacks.
-pub const PYALLOC_GC_START: c_int = 0;
-pub const PYALLOC_GC_STOP: c_int = 1;
-
-/// `void cb(int phase, int generation, Py_ssize_t collected, Py_ssize_t uncollectable, void *arg)`.
-pub type pyalloc_gc_callback = Option<unsafe extern "C" fn(c_int, c_int, isize, isize, *mut c_void)>;
-
 const MAX_CALLBACKS: usize = 16;
 
 struct Gen {
@@ -80,20 +65,41 @@ struct Shared(UnsafeCell<State>);
 // SAFETY: the collector's callers serialise access (see the module documentation).
 unsafe impl Sync for Shared {}
 
-const EMPTY_HEAD: GcHead = GcHead { next: ptr::null_mut(), prev: ptr::null_mut(), refs: 0, flags: 0 };
+const EMPTY_HEAD: GcHead = GcHead {
+    next: ptr::null_mut(),
+    prev: ptr::null_mut(),
+    refs: 0,
+    flags: 0,
+};
 
 static STATE: Shared = Shared(UnsafeCell::new(State {
     gens: [
-        Gen { head: EMPTY_HEAD, threshold: 700, count: 0 },
-        Gen { head: EMPTY_HEAD, threshold: 10, count: 0 },
-        Gen { head: EMPTY_HEAD, threshold: 10, count: 0 },
+        Gen {
+            head: EMPTY_HEAD,
+            threshold: 700,
+            count: 0,
+        },
+        Gen {
+            head: EMPTY_HEAD,
+            threshold: 10,
+            count: 0,
+        },
+        Gen {
+            head: EMPTY_HEAD,
+            threshold: 10,
+            count: 0,
+        },
     ],
     permanent: EMPTY_HEAD,
     garbage: EMPTY_HEAD,
     ready: false,
     enabled: true,
     collecting: false,
-    stats: [pyalloc_gc_stats { collections: 0, collected: 0, uncollectable: 0 }; GENERATIONS],
+    stats: [pyalloc_gc_stats {
+        collections: 0,
+        collected: 0,
+        uncollectable: 0,
+    }; GENERATIONS],
     callbacks: [(None, ptr::null_mut()); MAX_CALLBACKS],
 }));
 
@@ -203,11 +209,17 @@ pub fn alloc(size: usize) -> *mut PyObject {
     // SAFETY: serialised access to the state.
     unsafe {
         (*s).gens[0].count += 1;
-        if (*s).enabled && !(*s).collecting && (*s).gens[0].count > (*s).gens[0].threshold && (*s).gens[0].threshold > 0 {
+        if (*s).enabled
+            && !(*s).collecting
+            && (*s).gens[0].count > (*s).gens[0].threshold
+            && (*s).gens[0].threshold > 0
+        {
             collect_generations(s);
         }
     }
-    let Some(total) = size.checked_add(HEAD) else { return ptr::null_mut() };
+    let Some(total) = size.checked_add(HEAD) else {
+        return ptr::null_mut();
+    };
     let g = heap::malloc::<OBJ>(total) as *mut GcHead;
     if g.is_null() {
         return ptr::null_mut();
@@ -229,7 +241,9 @@ pub unsafe fn resize(op: *mut PyObject, size: usize) -> *mut PyObject {
         if tracked {
             list_remove(g);
         }
-        let Some(total) = size.checked_add(HEAD) else { return ptr::null_mut() };
+        let Some(total) = size.checked_add(HEAD) else {
+            return ptr::null_mut();
+        };
         let n = heap::realloc::<OBJ>(g.cast(), total) as *mut GcHead;
         let keep = if n.is_null() { g } else { n };
         if tracked {
@@ -281,7 +295,9 @@ pub unsafe fn track(op: *mut PyObject) {
     unsafe {
         let g = head_of(op);
         if (*g).flags & TRACKED != 0 {
-            crate::report::fatal(format_args!("PyObject_GC_Track({op:p}): object already tracked by the garbage collector"));
+            crate::report::fatal(format_args!(
+                "PyObject_GC_Track({op:p}): object already tracked by the garbage collector"
+            ));
         }
         (*g).flags |= TRACKED;
         list_append(g, &mut (*state()).gens[0].head);
@@ -366,7 +382,13 @@ unsafe fn collect_with_callbacks(s: *mut State, generation: usize) -> isize {
     }
 }
 
-unsafe fn notify(s: *mut State, phase: c_int, generation: usize, collected: isize, uncollectable: isize) {
+unsafe fn notify(
+    s: *mut State,
+    phase: c_int,
+    generation: usize,
+    collected: isize,
+    uncollectable: isize,
+) {
     // SAFETY: callbacks registered by the user with their argument.
     unsafe {
         let cbs = (*s).callbacks;
@@ -496,7 +518,11 @@ unsafe fn collect_generation(s: *mut State, generation: usize) -> (isize, isize)
             list_merge(from, &mut (*s).gens[generation].head);
         }
         let young: *mut GcHead = &mut (*s).gens[generation].head;
-        let old: *mut GcHead = if generation + 1 < GENERATIONS { &mut (*s).gens[generation + 1].head } else { young };
+        let old: *mut GcHead = if generation + 1 < GENERATIONS {
+            &mut (*s).gens[generation + 1].head
+        } else {
+            young
+        };
 
         update_and_subtract(young);
         let mut unreachable = EMPTY_HEAD;
@@ -567,6 +593,7 @@ unsafe fn collect_generation(s: *mut State, generation: usize) -> (isize, isize)
 
         // Break the cycles: clear each object; the ones freed leave the list by themselves.
         let candidates = list_len(u);
+        let mut survivors = 0;
         while !list_is_empty(u) {
             let g = (*u).next;
             let op = object_of(g);
@@ -579,23 +606,15 @@ unsafe fn collect_generation(s: *mut State, generation: usize) -> (isize, isize)
             if survived {
                 (*g).flags &= !(COLLECTING | UNREACHABLE);
                 list_move(g, old);
+                survivors += 1;
             }
             (*op).ob_refcnt -= 1;
             if (*op).ob_refcnt == 0 {
                 crate::object::dealloc(op);
             }
         }
-        let survivors_marked = 0;
-        (candidates - survivors_marked - count_survivors(old, candidates), uncollectable)
+        (candidates - survivors, uncollectable)
     }
-}
-
-/// Objects of the last collection that survived their clear are counted by the caller
-/// through the generation they moved to; for the statistics we count what was freed, which is
-/// the candidates minus those still alive in `old` among them. Survivors are rare, so the
-/// estimate keeps it simple: none are counted as collected when they were moved back.
-fn count_survivors(_old: *mut GcHead, _candidates: isize) -> isize {
-    0
 }
 
 /// Enable or disable automatic collection; returns the previous state.
@@ -614,13 +633,25 @@ pub fn enabled() -> bool {
 /// Counts per generation.
 pub fn counts() -> [usize; GENERATIONS] {
     // SAFETY: serialised access.
-    unsafe { [(*state()).gens[0].count, (*state()).gens[1].count, (*state()).gens[2].count] }
+    unsafe {
+        [
+            (*state()).gens[0].count,
+            (*state()).gens[1].count,
+            (*state()).gens[2].count,
+        ]
+    }
 }
 
 /// Thresholds per generation.
 pub fn thresholds() -> [usize; GENERATIONS] {
     // SAFETY: serialised access.
-    unsafe { [(*state()).gens[0].threshold, (*state()).gens[1].threshold, (*state()).gens[2].threshold] }
+    unsafe {
+        [
+            (*state()).gens[0].threshold,
+            (*state()).gens[1].threshold,
+            (*state()).gens[2].threshold,
+        ]
+    }
 }
 
 /// Set the thresholds.
@@ -705,7 +736,10 @@ pub fn remove_callback(cb: pyalloc_gc_callback, arg: *mut c_void) -> bool {
     // SAFETY: serialised access.
     unsafe {
         for slot in (*s).callbacks.iter_mut() {
-            if slot.0.map(|f| f as *const ()) == cb.map(|f| f as *const ()) && slot.1 == arg && slot.0.is_some() {
+            if slot.0.map(|f| f as *const ()) == cb.map(|f| f as *const ())
+                && slot.1 == arg
+                && slot.0.is_some()
+            {
                 *slot = (None, ptr::null_mut());
                 return true;
             }
@@ -714,8 +748,11 @@ pub fn remove_callback(cb: pyalloc_gc_callback, arg: *mut c_void) -> bool {
     false
 }
 
-/// The type of a GC object header check, for the objects module.
-pub fn type_is_gc(tp: *mut PyTypeObject) -> bool {
-    // SAFETY: a live type.
+/// Whether objects of type `tp` carry a GC header.
+///
+/// # Safety
+/// `tp` is null or a live type.
+pub unsafe fn type_is_gc(tp: *mut PyTypeObject) -> bool {
+    // SAFETY: as stated.
     !tp.is_null() && unsafe { (*tp).tp_flags } & Py_TPFLAGS_HAVE_GC != 0
 }

@@ -174,7 +174,7 @@ fn is_own(p: *mut c_void) -> bool {
 
 /// The definition of `name` that is not pyalloc's own: the first in the global scope (a
 /// statically linked interpreter's executable), else the next one after pyalloc (libpython).
-fn resolve(name: &CStr) -> *mut c_void {
+pub fn resolve(name: &CStr) -> *mut c_void {
     // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT/RTLD_NEXT are valid handles.
     unsafe {
         let p = libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr());
@@ -498,6 +498,22 @@ unsafe extern "C" fn fwd_free<const D: usize>(_ctx: *mut c_void, p: *mut c_void)
         // SAFETY: the host's PyMem_*Free has this signature; `p` is the caller's.
         unsafe { core::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_void)>(f)(p) }
     }
+}
+
+/// The host's function `name`, looked up once and cached in `slot` (object-layer forwarding).
+pub fn object_fn(slot: &AtomicPtr<c_void>, name: &CStr) -> *mut c_void {
+    let mut f = slot.load(Ordering::Acquire);
+    if f.is_null() {
+        f = resolve(name);
+        if f.is_null() {
+            crate::report::fatal(format_args!(
+                "the CPython host does not export {}, which a C extension called through pyalloc",
+                name.to_str().unwrap_or("?")
+            ));
+        }
+        slot.store(f, Ordering::Release);
+    }
+    f
 }
 
 /// Call the host's `PyMem_GetAllocator`.

@@ -23,6 +23,10 @@ pub mod debug;
 pub mod domain;
 pub mod ffi;
 /// cbindgen:ignore
+pub mod freelist;
+/// cbindgen:ignore
+pub mod gc;
+/// cbindgen:ignore
 pub mod heap;
 /// cbindgen:ignore
 pub mod host;
@@ -32,6 +36,7 @@ pub mod init;
 pub mod large;
 /// cbindgen:ignore
 pub mod meta;
+pub mod object;
 /// cbindgen:ignore
 pub mod options;
 /// cbindgen:ignore

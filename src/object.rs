@@ -6,15 +6,16 @@
 //! Objects live in the object domain. In a CPython host these functions forward to the host's
 //! own, so that pyalloc's object model never mixes with CPython's (see `host.rs`).
 
-#![allow(non_camel_case_types, non_snake_case)]
+#![allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
 
 use core::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
-use core::ptr;
 
 /// `Py_ssize_t`.
+#[cfg(not(pyalloc_hide_cpython_api))]
 pub type Py_ssize_t = isize;
 
 /// The header of every object (CPython 3.11's `PyObject`).
+#[cfg(not(pyalloc_hide_cpython_api))]
 #[repr(C)]
 pub struct PyObject {
     pub ob_refcnt: Py_ssize_t,
@@ -22,6 +23,7 @@ pub struct PyObject {
 }
 
 /// The header of variable-size objects (CPython 3.11's `PyVarObject`).
+#[cfg(not(pyalloc_hide_cpython_api))]
 #[repr(C)]
 pub struct PyVarObject {
     pub ob_base: PyObject,
@@ -29,14 +31,20 @@ pub struct PyVarObject {
 }
 
 /// `void (*)(PyObject *)`: `tp_dealloc`, `tp_finalize`, `tp_del`.
+#[cfg(not(pyalloc_hide_cpython_api))]
 pub type destructor = Option<unsafe extern "C" fn(*mut PyObject)>;
 /// `int (*)(PyObject *, void *)`: the callback `tp_traverse` calls for each reference.
+#[cfg(not(pyalloc_hide_cpython_api))]
 pub type visitproc = Option<unsafe extern "C" fn(*mut PyObject, *mut c_void) -> c_int>;
 /// `int (*)(PyObject *, visitproc, void *)`: `tp_traverse`.
-pub type traverseproc = Option<unsafe extern "C" fn(*mut PyObject, visitproc, *mut c_void) -> c_int>;
+#[cfg(not(pyalloc_hide_cpython_api))]
+pub type traverseproc =
+    Option<unsafe extern "C" fn(*mut PyObject, visitproc, *mut c_void) -> c_int>;
 /// `int (*)(PyObject *)`: `tp_clear`, `tp_is_gc`.
+#[cfg(not(pyalloc_hide_cpython_api))]
 pub type inquiry = Option<unsafe extern "C" fn(*mut PyObject) -> c_int>;
 /// `void (*)(void *)`: `tp_free`.
+#[cfg(not(pyalloc_hide_cpython_api))]
 pub type freefunc = Option<unsafe extern "C" fn(*mut c_void)>;
 
 /// `PyTypeObject` with CPython 3.11's full layout, so that type definitions written for
@@ -44,6 +52,7 @@ pub type freefunc = Option<unsafe extern "C" fn(*mut c_void)>;
 /// pyalloc uses `tp_name`, `tp_basicsize`, `tp_itemsize`, `tp_dealloc`, `tp_flags`,
 /// `tp_traverse`, `tp_clear`, `tp_free` and `tp_finalize`; the other slots are kept (as plain
 /// pointers or integers) for the host's own use.
+#[cfg(not(pyalloc_hide_cpython_api))]
 #[repr(C)]
 pub struct PyTypeObject {
     pub ob_base: PyVarObject,
@@ -98,6 +107,7 @@ pub struct PyTypeObject {
 }
 
 /// Objects of this type take part in the cyclic garbage collector.
+#[cfg(not(pyalloc_hide_cpython_api))]
 pub const Py_TPFLAGS_HAVE_GC: c_ulong = 1 << 14;
 
 const _: () = assert!(core::mem::size_of::<PyObject>() == 16);
@@ -134,7 +144,11 @@ pub unsafe fn init(op: *mut PyObject, tp: *mut PyTypeObject) -> *mut PyObject {
 ///
 /// # Safety
 /// As for [`init`], with `sizeof(PyVarObject)` bytes.
-pub unsafe fn init_var(op: *mut PyVarObject, tp: *mut PyTypeObject, size: Py_ssize_t) -> *mut PyVarObject {
+pub unsafe fn init_var(
+    op: *mut PyVarObject,
+    tp: *mut PyTypeObject,
+    size: Py_ssize_t,
+) -> *mut PyVarObject {
     if !op.is_null() {
         // SAFETY: as stated.
         unsafe {
@@ -166,6 +180,3 @@ pub unsafe fn dealloc(op: *mut PyObject) {
         }
     }
 }
-
-/// A null type, for `Option`-like defaults in tests.
-pub const NULL_TYPE: *mut PyTypeObject = ptr::null_mut();

@@ -5,7 +5,6 @@
 
 use crate::domain::OBJ;
 use crate::heap;
-use crate::stats::StderrWriter;
 use crate::sync::SpinLock;
 use core::ffi::{c_char, CStr};
 use core::fmt::Write;
@@ -140,11 +139,4 @@ pub fn write_report(w: &mut impl Write) -> core::fmt::Result {
         }
     }
     Ok(())
-}
-
-/// Print CPython's free-list lines on stderr.
-pub fn print_report() {
-    let mut w = StderrWriter::new();
-    let _ = write_report(&mut w);
-    w.flush();
 }

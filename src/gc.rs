@@ -601,16 +601,15 @@ unsafe fn collect_generation(s: *mut State, generation: usize) -> (isize, isize)
             if let Some(clear) = (*(*op).ob_type).tp_clear {
                 clear(op);
             }
-            // Still here after its own clear: it survives (something else holds it).
-            let survived = (*u).next == g;
-            if survived {
+            (*op).ob_refcnt -= 1;
+            if (*op).ob_refcnt == 0 {
+                // The references are gone: it goes now (and leaves the list by itself).
+                crate::object::dealloc(op);
+            } else if (*u).next == g {
+                // Still alive after its own clear: something else holds it; it survives.
                 (*g).flags &= !(COLLECTING | UNREACHABLE);
                 list_move(g, old);
                 survivors += 1;
-            }
-            (*op).ob_refcnt -= 1;
-            if (*op).ob_refcnt == 0 {
-                crate::object::dealloc(op);
             }
         }
         (candidates - survivors, uncollectable)

@@ -184,6 +184,7 @@ pub fn write_report(w: &mut impl Write) -> fmt::Result {
         s.heaps, s.heaps_abandoned
     )?;
     writeln!(w, "foreign frees         = {:16}", s.foreign_frees)?;
+    crate::freelist::write_report(w)?;
     Ok(())
 }
 

@@ -620,15 +620,15 @@ void Py_IncRef(PyObject *op);
 void Py_DecRef(PyObject *op);
 #endif
 
-#if !defined(Py_PYTHON_H)
 /*
- Deallocate an object whose reference count reached zero (called by `Py_DECREF`).
+ Deallocate an object whose reference count reached zero (what `Py_DECREF` calls). Named
+ `pyalloc_dealloc` rather than CPython's `_Py_Dealloc`, so that a preloaded pyalloc does not
+ interpose the host's own (extensions call it on every deallocation).
 
  # Safety
  `op` is a live object with a zero count.
  */
-void _Py_Dealloc(PyObject *op);
-#endif
+void pyalloc_dealloc(PyObject *op);
 
 #if !defined(Py_PYTHON_H)
 /*
@@ -861,7 +861,8 @@ size_t pyalloc_freelist_clear(pyalloc_freelist *fl);
 #  define Py_TYPE(ob) (_PyObject_CAST(ob)->ob_type)
 #  define Py_SIZE(ob) (_PyVarObject_CAST(ob)->ob_size)
 static inline void _Py_INCREF(PyObject *op) { op->ob_refcnt++; }
-static inline void _Py_DECREF(PyObject *op) { if (--op->ob_refcnt == 0) { _Py_Dealloc(op); } }
+static inline void _Py_DECREF(PyObject *op) { if (--op->ob_refcnt == 0) { pyalloc_dealloc(op); } }
+#  define _Py_Dealloc pyalloc_dealloc
 static inline PyObject *_Py_NewRef(PyObject *op) { _Py_INCREF(op); return op; }
 #  define Py_INCREF(op) _Py_INCREF(_PyObject_CAST(op))
 #  define Py_DECREF(op) _Py_DECREF(_PyObject_CAST(op))

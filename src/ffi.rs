@@ -16,7 +16,7 @@ use crate::domain::{self, MEM, OBJ, RAW};
 use crate::freelist::{self, pyalloc_freelist};
 use crate::gc::{self, pyalloc_gc_callback, pyalloc_gc_stats};
 use crate::object::{self, PyObject, PyTypeObject, PyVarObject, Py_ssize_t};
-use crate::{arena, heap, host, report, stats, tls};
+use crate::{arena, heap, host, pagemap, report, stats, tls};
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
 use core::sync::atomic::AtomicPtr;
@@ -44,7 +44,7 @@ fn dispatch_malloc<const D: usize>(size: usize) -> *mut c_void {
     let h = tls::get();
     // SAFETY: `h` comes from tls::get.
     unsafe {
-        if heap::not_hooked::<D>(h) {
+        if heap::not_hooked::<D>(h) || host::host_serves_own::<D>() {
             return heap::malloc_in::<D>(h, size).cast();
         }
     }
@@ -65,7 +65,7 @@ fn dispatch_calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut c_void {
         return ptr::null_mut();
     }
     // SAFETY: the heap comes from tls::get.
-    if unsafe { heap::not_hooked::<D>(tls::get()) } {
+    if unsafe { heap::not_hooked::<D>(tls::get()) } || host::host_serves_own::<D>() {
         return heap::calloc::<D>(nelem, elsize).cast();
     }
     let t = &domain::TABLES[D];
@@ -89,7 +89,7 @@ fn dispatch_calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut c_void {
 unsafe fn dispatch_realloc<const D: usize>(p: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: the caller's contract; the heap comes from tls::get.
     unsafe {
-        if heap::not_hooked::<D>(tls::get()) {
+        if heap::not_hooked::<D>(tls::get()) || host::host_serves_own::<D>() {
             return heap::realloc::<D>(p.cast(), size).cast();
         }
     }
@@ -116,11 +116,17 @@ unsafe fn dispatch_free<const D: usize>(p: *mut c_void) {
     // SAFETY: the caller's contract; `h` comes from tls::get. A hooked domain never passes the
     // fast path (its tags match no pool), so the hook sees every free.
     unsafe {
-        if heap::free_fast::<D>(h, p.cast()) {
+        let pool = pagemap::lookup_fast(p as usize);
+        if heap::free_in_pool::<D>(h, pool, heap::public_tag::<D>(h), p.cast()) {
             return;
         }
-        if heap::not_hooked::<D>(h) {
-            return heap::free_slow::<D>(h, p.cast());
+        if heap::not_hooked::<D>(h) || host::host_serves_own::<D>() {
+            // Standalone, or in a host that still dispatches to pyalloc: serve it here rather
+            // than through the host's function and back.
+            if !heap::free_in_pool::<D>(h, pool, h as usize | D, p.cast()) {
+                heap::free_slow::<D>(h, p.cast());
+            }
+            return;
         }
     }
     let t = &domain::TABLES[D];
@@ -651,13 +657,14 @@ pub unsafe extern "C" fn Py_DecRef(op: *mut PyObject) {
     )
 }
 
-/// Deallocate an object whose reference count reached zero (called by `Py_DECREF`).
+/// Deallocate an object whose reference count reached zero (what `Py_DECREF` calls). Named
+/// `pyalloc_dealloc` rather than CPython's `_Py_Dealloc`, so that a preloaded pyalloc does not
+/// interpose the host's own (extensions call it on every deallocation).
 ///
 /// # Safety
 /// `op` is a live object with a zero count.
-#[cfg(not(pyalloc_hide_cpython_api))]
 #[no_mangle]
-pub unsafe extern "C" fn _Py_Dealloc(op: *mut PyObject) {
+pub unsafe extern "C" fn pyalloc_dealloc(op: *mut PyObject) {
     host_or!(
         c"_Py_Dealloc",
         unsafe extern "C" fn(*mut PyObject),

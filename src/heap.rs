@@ -456,27 +456,55 @@ pub unsafe fn free<const D: usize>(p: *mut u8) {
     let heap = tls::get();
     // SAFETY: the caller's contract; `heap` comes from tls::get.
     unsafe {
-        if !free_fast::<D>(heap, p) {
+        // The heap's own tag: the table functions serve frees even while the public
+        // functions are hooked (a hook calls them).
+        if !free_fast::<D>(heap, heap as usize | D, p) {
             free_slow::<D>(heap, p);
         }
     }
 }
 
-/// The free fast path: `p` is a block of this thread's heap in domain `D` (and the domain is
-/// not hooked). Returns false, having done nothing, for anything else.
+/// The hook-aware tag of `heap` for domain `D` (see [`free_fast`]).
+///
+/// # Safety
+/// `heap` is `tls::get()`.
+#[inline(always)]
+pub unsafe fn public_tag<const D: usize>(heap: *mut Heap) -> usize {
+    // SAFETY: as stated.
+    unsafe { (*heap).tags.get_unchecked(D).load(Ordering::Relaxed) }
+}
+
+/// The free fast path: `p` is a block of a pool tagged `tag` (this thread's heap's tag for
+/// domain `D`). Returns false, having done nothing, for anything else. The public functions
+/// pass the heap's hook-aware tag (`Heap::tags`), which matches no pool while the domain is
+/// hooked.
 ///
 /// # Safety
 /// As for [`realloc`]; `heap` is `tls::get()`.
 #[inline(always)]
-pub unsafe fn free_fast<const D: usize>(heap: *mut Heap, p: *mut u8) -> bool {
-    let pool = pagemap::lookup_fast(p as usize);
+pub unsafe fn free_fast<const D: usize>(heap: *mut Heap, tag: usize, p: *mut u8) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { free_in_pool::<D>(heap, pagemap::lookup_fast(p as usize), tag, p) }
+}
+
+/// The free fast path once the page map has been read: `pool` is `p`'s descriptor (or null).
+///
+/// # Safety
+/// As for [`free_fast`]; `pool` is `pagemap::lookup_fast(p)`.
+#[inline(always)]
+pub unsafe fn free_in_pool<const D: usize>(
+    heap: *mut Heap,
+    pool: *mut Pool,
+    tag: usize,
+    p: *mut u8,
+) -> bool {
     if pool.is_null() {
         return false;
     }
     // SAFETY: the page map only holds live descriptors. A tag equal to this heap's tag for D
     // means the pool is in use by this thread's heap, in domain D, so its local fields are ours.
     unsafe {
-        if (*pool).tag() != (*heap).tags.get_unchecked(D).load(Ordering::Relaxed) {
+        if (*pool).tag() != tag {
             return false;
         }
         let b = p as *mut Block;

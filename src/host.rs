@@ -42,6 +42,125 @@ pub fn under_debug_hooks() -> bool {
     DEBUG_HOOKS.load(Ordering::Relaxed)
 }
 
+/// Where the host keeps its three dispatch tables (found by content after installing), so that
+/// pyalloc's own exports can tell in two loads whether the host still dispatches to pyalloc
+/// (no tracemalloc or debug hook in between) and then serve the call directly, instead of
+/// going through the host's function and back. Null where not found.
+pub static HOST_TABLES: [AtomicPtr<PyMemAllocatorEx>; 3] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; 3];
+
+/// Whether the host's table for domain `D` holds pyalloc's own allocator right now.
+#[inline(always)]
+pub fn host_serves_own<const D: usize>() -> bool {
+    let t = HOST_TABLES[D].load(Ordering::Relaxed);
+    // SAFETY: a found table lives as long as the host; a racing hook installation makes us
+    // either serve (correct before it) or forward (correct after it).
+    !t.is_null()
+        && unsafe { ptr::read_volatile(ptr::addr_of!((*t).malloc)) }.map(|f| f as *const ())
+            == Some(domain::table_malloc::<D> as *const ())
+}
+
+/// Scan the writable segments of the object that defines the host's `PyMem_SetAllocator` for
+/// the tables just installed (CPython keeps them in static data: `_PyMem_Raw`/`_PyMem`/
+/// `_PyObject` up to 3.11, `_PyRuntime.allocators` from 3.12).
+fn find_host_tables(set: *mut c_void) {
+    struct Search {
+        base: usize,
+        want: [[usize; 5]; 3],
+        found: [usize; 3],
+    }
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: usize,
+        data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: the loader passes a valid info; `data` is our Search.
+        unsafe {
+            let s = &mut *(data as *mut Search);
+            if (*info).dlpi_addr as usize != s.base && !((*info).dlpi_addr == 0 && s.base == 0) {
+                return 0;
+            }
+            for i in 0..(*info).dlpi_phnum as usize {
+                let ph = &*(*info).dlpi_phdr.add(i);
+                if ph.p_type != libc::PT_LOAD || ph.p_flags & libc::PF_W == 0 {
+                    continue;
+                }
+                let start = ((*info).dlpi_addr as usize + ph.p_vaddr as usize) & !7;
+                let words = ph.p_memsz as usize / 8;
+                let mem = start as *const usize;
+                for w in 0..words.saturating_sub(5) {
+                    for d in 0..3 {
+                        if s.found[d] == 0
+                            && *mem.add(w + 1) == s.want[d][1]
+                            && (0..5).all(|k| *mem.add(w + k) == s.want[d][k])
+                        {
+                            s.found[d] = mem.add(w) as usize;
+                        }
+                    }
+                }
+            }
+            1
+        }
+    }
+    // SAFETY: dladdr on the host's function; the Search outlives the iteration.
+    unsafe {
+        let mut info: libc::Dl_info = core::mem::zeroed();
+        if libc::dladdr(set, &mut info) == 0 {
+            return;
+        }
+        let mut s = Search {
+            base: 0,
+            want: [[0; 5]; 3],
+            found: [0; 3],
+        };
+        // dl_iterate_phdr reports load biases; dladdr gives the load address of the object.
+        // For a shared object they coincide; for a non-PIE executable the bias is 0.
+        s.base = info.dli_fbase as usize;
+        unsafe extern "C" fn bias_of(
+            info: *mut libc::dl_phdr_info,
+            _size: usize,
+            data: *mut c_void,
+        ) -> c_int {
+            // SAFETY: as above; `data` is (wanted load address, out bias).
+            unsafe {
+                let d = &mut *(data as *mut (usize, usize, bool));
+                for i in 0..(*info).dlpi_phnum as usize {
+                    let ph = &*(*info).dlpi_phdr.add(i);
+                    if ph.p_type == libc::PT_LOAD
+                        && ph.p_offset == 0
+                        && (*info).dlpi_addr as usize + ph.p_vaddr as usize == d.0
+                    {
+                        d.1 = (*info).dlpi_addr as usize;
+                        d.2 = true;
+                        return 1;
+                    }
+                }
+                0
+            }
+        }
+        let mut q = (s.base, 0usize, false);
+        libc::dl_iterate_phdr(Some(bias_of), &mut q as *mut _ as *mut c_void);
+        if !q.2 {
+            return;
+        }
+        s.base = q.1;
+        for d in 0..3 {
+            let a = domain::own_allocator(d, false);
+            s.want[d] = [
+                0,
+                a.malloc.map_or(0, |f| f as usize),
+                a.calloc.map_or(0, |f| f as usize),
+                a.realloc.map_or(0, |f| f as usize),
+                a.free.map_or(0, |f| f as usize),
+            ];
+        }
+        libc::dl_iterate_phdr(Some(each), &mut s as *mut Search as *mut c_void);
+        for (slot, &found) in HOST_TABLES.iter().zip(s.found.iter()) {
+            slot.store(found as *mut PyMemAllocatorEx, Ordering::Release);
+        }
+    }
+}
+
 /// Install pyalloc's allocators in the host's three domains.
 fn install_own(set: *mut c_void) {
     // SAFETY: `set` is the host's PyMem_SetAllocator; the structs live for the call.
@@ -390,6 +509,7 @@ pub fn install_at_load(verbose: bool, check_explicit: bool) {
         );
     }
     install_own(set);
+    find_host_tables(set);
     MODE.store(Mode::Installed as u8, Ordering::Release);
     crate::report::set_fatal_context(python_context);
     if request == Request::Debug {

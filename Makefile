@@ -8,7 +8,7 @@ BUILD   := build
 PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test python-test cpython-test cpython-test-quick bench bench-smoke bench-icount install clean
+.PHONY: all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test python-test cpython-test cpython-test-quick bench bench-smoke bench-icount bench-python bench-objects runtime-demo install clean
 
 all: lib
 
@@ -39,6 +39,13 @@ demo: lib
 	@mkdir -p $(BUILD)
 	$(CC) -std=c11 -O2 -Wall -Wextra -Iinclude examples/demo.c -o $(BUILD)/demo -L$(LIBDIR) -lpyalloc -Wl,-rpath,$(CURDIR)/$(LIBDIR) -pthread
 	./$(BUILD)/demo
+	@$(MAKE) --no-print-directory runtime-demo
+
+# The object layer: a small object runtime in C (ints, floats, strings, tuples, lists, cycles).
+runtime-demo: lib
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -Iinclude examples/runtime/main.c examples/runtime/runtime.c -o $(BUILD)/runtime_demo -L$(LIBDIR) -lpyalloc -Wl,-rpath,$(CURDIR)/$(LIBDIR)
+	./$(BUILD)/runtime_demo
 
 # A Python workload on a real interpreter with pyalloc preloaded; the report goes to stderr.
 PY ?= $(shell python3 -c 'import sys; print(sys.executable)')
@@ -74,6 +81,14 @@ test: rust-test lint header-check header-compile c-test valgrind-test python-tes
 
 bench bench-smoke bench-icount: lib
 	$(MAKE) -C bench $@
+
+# Real CPython workloads (pyperformance's scripts) under pymalloc, malloc, mimalloc and pyalloc.
+bench-python: lib
+	python3 bench/python/run.py --freeze
+
+# Objects and the cyclic GC against CPython doing the same work in Python.
+bench-objects: lib
+	NO_CARGO=1 ./bench/objects/run.sh
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig

@@ -799,6 +799,13 @@ Py_ssize_t pyalloc_gc_generation_len(int generation);
 Py_ssize_t pyalloc_gc_garbage_count(void);
 
 /*
+ Drop the collector's references to its uncollectable objects (`gc.garbage.clear()`); they
+ return to the oldest generation (and stay if still in a cycle without `tp_clear`). Returns
+ how many there were.
+ */
+Py_ssize_t pyalloc_gc_release_garbage(void);
+
+/*
  Register `cb(phase, generation, collected, uncollectable, arg)`, called with
  `PYALLOC_GC_START` before and `PYALLOC_GC_STOP` after each collection (`gc.callbacks`).
  Returns 0, or -1 when all 16 slots are taken.

@@ -970,6 +970,14 @@ pub extern "C" fn pyalloc_gc_garbage_count() -> Py_ssize_t {
     gc::garbage_count()
 }
 
+/// Drop the collector's references to its uncollectable objects (`gc.garbage.clear()`); they
+/// return to the oldest generation (and stay if still in a cycle without `tp_clear`). Returns
+/// how many there were.
+#[no_mangle]
+pub extern "C" fn pyalloc_gc_release_garbage() -> Py_ssize_t {
+    gc::release_garbage()
+}
+
 /// Register `cb(phase, generation, collected, uncollectable, arg)`, called with
 /// `PYALLOC_GC_START` before and `PYALLOC_GC_STOP` after each collection (`gc.callbacks`).
 /// Returns 0, or -1 when all 16 slots are taken.

@@ -236,14 +236,14 @@ pub fn alloc(size: usize) -> *mut PyObject {
 pub unsafe fn resize(op: *mut PyObject, size: usize) -> *mut PyObject {
     // SAFETY: as stated; a tracked object is unlinked across the move and relinked after.
     unsafe {
+        let Some(total) = size.checked_add(HEAD) else {
+            return ptr::null_mut();
+        };
         let g = head_of(op);
         let (tracked, next) = ((*g).flags & TRACKED != 0, (*g).next);
         if tracked {
             list_remove(g);
         }
-        let Some(total) = size.checked_add(HEAD) else {
-            return ptr::null_mut();
-        };
         let n = heap::realloc::<OBJ>(g.cast(), total) as *mut GcHead;
         let keep = if n.is_null() { g } else { n };
         if tracked {
@@ -436,6 +436,20 @@ unsafe extern "C" fn visit_reachable(op: *mut PyObject, young: *mut c_void) -> c
     0
 }
 
+unsafe extern "C" fn visit_keep(op: *mut PyObject, kept: *mut c_void) -> c_int {
+    // SAFETY: called by tp_traverse with live objects; `kept` is a list being scanned.
+    unsafe {
+        if !op.is_null() && is_gc(op) {
+            let g = head_of(op);
+            if (*g).flags & UNREACHABLE != 0 {
+                (*g).flags &= !UNREACHABLE;
+                list_move(g, kept.cast());
+            }
+        }
+    }
+    0
+}
+
 /// Subtract the references between the objects of `list` from their copied counts.
 unsafe fn update_and_subtract(list: *mut GcHead) {
     // SAFETY: the list's members are live GC objects.
@@ -537,12 +551,61 @@ unsafe fn collect_generation(s: *mut State, generation: usize) -> (isize, isize)
             return (0, 0);
         }
 
-        // PEP 442: finalize each unreachable object once.
-        let mut finalized_any = false;
+        // Objects that cannot be cleared (no tp_clear) stay alive as uncollectable garbage,
+        // with everything they reach left intact (CPython's legacy-finalizer handling): the
+        // roots go to the garbage list (holding a reference), what they reach to the old
+        // generation.
+        let mut uncollectable = 0;
+        let garbage: *mut GcHead = &mut (*s).garbage;
+        let mut roots = EMPTY_HEAD;
+        let r: *mut GcHead = &mut roots;
+        list_init(r);
         let mut g = (*u).next;
         while g != u {
-            let op = object_of(g);
             let next = (*g).next;
+            if (*(*object_of(g)).ob_type).tp_clear.is_none() {
+                (*g).flags &= !UNREACHABLE;
+                list_move(g, r);
+                uncollectable += 1;
+            }
+            g = next;
+        }
+        // Everything reachable from the roots leaves the unreachable set (scanned in order:
+        // newly moved objects are scanned in turn).
+        let mut kept = EMPTY_HEAD;
+        let k: *mut GcHead = &mut kept;
+        list_init(k);
+        for list in [r, k] {
+            let mut g = (*list).next;
+            while g != list {
+                let op = object_of(g);
+                if let Some(t) = (*(*op).ob_type).tp_traverse {
+                    t(op, Some(visit_keep), k.cast());
+                }
+                g = (*g).next;
+            }
+        }
+        clear_marks(r);
+        clear_marks(k);
+        let mut g = (*r).next;
+        while g != r {
+            (*object_of(g)).ob_refcnt += 1;
+            g = (*g).next;
+        }
+        list_merge(r, garbage);
+        list_merge(k, old);
+
+        // PEP 442: finalize each unreachable object once. Each object moves to `seen` before
+        // its finalizer runs, so a finalizer that frees other garbage cannot pull the list
+        // from under the loop (CPython's finalize_garbage).
+        let mut finalized_any = false;
+        let mut seen = EMPTY_HEAD;
+        let sn: *mut GcHead = &mut seen;
+        list_init(sn);
+        while !list_is_empty(u) {
+            let g = (*u).next;
+            let op = object_of(g);
+            list_move(g, sn);
             if let Some(f) = (*(*op).ob_type).tp_finalize {
                 if (*g).flags & FINALIZED == 0 {
                     (*g).flags |= FINALIZED;
@@ -550,10 +613,13 @@ unsafe fn collect_generation(s: *mut State, generation: usize) -> (isize, isize)
                     (*op).ob_refcnt += 1;
                     f(op);
                     (*op).ob_refcnt -= 1;
+                    if (*op).ob_refcnt == 0 {
+                        crate::object::dealloc(op);
+                    }
                 }
             }
-            g = next;
         }
+        list_merge(sn, u);
         if finalized_any {
             // Did a finalizer resurrect anything? Recount inside the unreachable set.
             clear_marks(u);
@@ -571,24 +637,8 @@ unsafe fn collect_generation(s: *mut State, generation: usize) -> (isize, isize)
                 // Everything survives this time; finalizers will not run again.
                 clear_marks(u);
                 list_merge(u, old);
-                return (0, 0);
+                return (0, uncollectable);
             }
-        }
-
-        // Objects that cannot be cleared stay alive, as uncollectable garbage.
-        let mut uncollectable = 0;
-        let garbage: *mut GcHead = &mut (*s).garbage;
-        let mut g = (*u).next;
-        while g != u {
-            let next = (*g).next;
-            let op = object_of(g);
-            if (*(*op).ob_type).tp_clear.is_none() {
-                (*g).flags &= !(COLLECTING | UNREACHABLE);
-                (*op).ob_refcnt += 1;
-                list_move(g, garbage);
-                uncollectable += 1;
-            }
-            g = next;
         }
 
         // Break the cycles: clear each object; the ones freed leave the list by themselves.
@@ -612,7 +662,10 @@ unsafe fn collect_generation(s: *mut State, generation: usize) -> (isize, isize)
                 survivors += 1;
             }
         }
-        (candidates - survivors, uncollectable)
+        // As CPython, the whole unreachable set counts as collected, also objects that only
+        // went after another object's clear.
+        let _ = survivors;
+        (candidates, uncollectable)
     }
 }
 
@@ -703,6 +756,28 @@ pub fn freeze_count() -> isize {
 pub fn garbage_count() -> isize {
     // SAFETY: serialised access.
     list_len(unsafe { &mut (*state()).garbage })
+}
+
+/// Drop the collector's references to its uncollectable objects (`gc.garbage.clear()`): they
+/// go back to the oldest generation; returns how many.
+pub fn release_garbage() -> isize {
+    let s = state();
+    let mut n = 0;
+    // SAFETY: serialised access; garbage objects are live and hold one reference of ours.
+    unsafe {
+        let garbage: *mut GcHead = &mut (*s).garbage;
+        while !list_is_empty(garbage) {
+            let g = (*garbage).next;
+            list_move(g, &mut (*s).gens[GENERATIONS - 1].head);
+            n += 1;
+            let op = object_of(g);
+            (*op).ob_refcnt -= 1;
+            if (*op).ob_refcnt == 0 {
+                crate::object::dealloc(op);
+            }
+        }
+    }
+    n
 }
 
 /// Tracked objects in generation `g`.

@@ -79,8 +79,13 @@ valgrind-test:
 
 test: rust-test lint header-check header-compile c-test valgrind-test python-test cpython-test-quick bench-smoke
 
-bench bench-smoke bench-icount: lib
+bench-smoke bench-icount: lib
 	$(MAKE) -C bench $@
+
+# Allocator workloads against the reference allocators, then objects and the GC against CPython.
+bench: lib
+	$(MAKE) -C bench bench
+	NO_CARGO=1 ./bench/objects/run.sh
 
 # Real CPython workloads (pyperformance's scripts) under pymalloc, malloc, mimalloc and pyalloc.
 bench-python: lib

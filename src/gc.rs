@@ -642,8 +642,9 @@ unsafe fn collect_generation(s: *mut State, generation: usize) -> (isize, isize)
         }
 
         // Break the cycles: clear each object; the ones freed leave the list by themselves.
+        // As CPython, the whole unreachable set counts as collected, also objects that only go
+        // after another object's clear.
         let candidates = list_len(u);
-        let mut survivors = 0;
         while !list_is_empty(u) {
             let g = (*u).next;
             let op = object_of(g);
@@ -659,12 +660,8 @@ unsafe fn collect_generation(s: *mut State, generation: usize) -> (isize, isize)
                 // Still alive after its own clear: something else holds it; it survives.
                 (*g).flags &= !(COLLECTING | UNREACHABLE);
                 list_move(g, old);
-                survivors += 1;
             }
         }
-        // As CPython, the whole unreachable set counts as collected, also objects that only
-        // went after another object's clear.
-        let _ = survivors;
         (candidates, uncollectable)
     }
 }

@@ -8,7 +8,7 @@ BUILD   := build
 PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test python-test cpython-test cpython-test-quick bench bench-smoke bench-icount bench-python bench-objects runtime-demo install clean
+.PHONY: all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test cpython-test cpython-test-quick bench bench-smoke bench-icount bench-python bench-objects runtime-demo install clean
 
 all: lib
 
@@ -77,7 +77,7 @@ c-test: lib
 valgrind-test:
 	./c_tests/valgrind/run.sh
 
-test: rust-test lint header-check header-compile c-test valgrind-test python-test cpython-test-quick bench-smoke
+test: rust-test lint header-check header-compile c-test valgrind-test install-test python-test cpython-test-quick bench-smoke
 
 bench-smoke bench-icount: lib
 	$(MAKE) -C bench $@
@@ -101,6 +101,14 @@ install: lib
 	install -m 755 $(LIBDIR)/libpyalloc.so $(DESTDIR)$(PREFIX)/lib/libpyalloc.so
 	install -m 644 $(LIBDIR)/libpyalloc.a $(DESTDIR)$(PREFIX)/lib/libpyalloc.a
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' pyalloc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/pyalloc.pc
+
+# make install into a scratch prefix; a program found through pkg-config links shared and static.
+install-test: lib
+	@rm -rf $(BUILD)/prefix && $(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/prefix >/dev/null
+	@printf '#include <pyalloc.h>\nint main(void){void*p=PyObject_Malloc(8);int d=pyalloc_domain_of(p);PyObject_Free(p);return d==PYALLOC_DOMAIN_OBJ?0:1;}\n' > $(BUILD)/install_use.c
+	$(CC) $(BUILD)/install_use.c $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs pyalloc) -Wl,-rpath,$(CURDIR)/$(BUILD)/prefix/lib -o $(BUILD)/install_shared && ./$(BUILD)/install_shared
+	$(CC) $(BUILD)/install_use.c -I$(BUILD)/prefix/include $(BUILD)/prefix/lib/libpyalloc.a -lpthread -ldl -lm -o $(BUILD)/install_static && ./$(BUILD)/install_static
+	@echo "install-test: header, shared and static library and pyalloc.pc installed and usable"
 
 clean:
 	$(CARGO) clean

@@ -1,5 +1,6 @@
 /* Compiled (not run) by `make header-compile`: the header alone, as C99 and as C++. */
 #include "pyalloc.h"
+#include "pyalloc.h" /* twice: the include guards hold */
 
 int header_use(void);
 int header_use(void) {

@@ -24,29 +24,18 @@ static void obj_realloc(void *p) { (void)PyObject_Realloc(p, 200); }
 static void mem_realloc(void *p) { (void)PyMem_Realloc(p, 200); }
 
 /* Run call(p) in a strict-mode child; return its wait status and put its stderr in out. */
+struct strict_call {
+    bad_call_t call;
+    void *p;
+};
+static void strict_body(void *arg) {
+    struct strict_call *c = arg;
+    pyalloc_set_check_mode(PYALLOC_CHECK_STRICT);
+    c->call(c->p);
+}
 static int run_child(bad_call_t call, void *p, char *out, size_t outlen) {
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        struct rlimit no_core = {0, 0};
-        setrlimit(RLIMIT_CORE, &no_core);
-        close(fds[0]);
-        dup2(fds[1], 2);
-        pyalloc_set_check_mode(PYALLOC_CHECK_STRICT);
-        call(p);
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t got = 0;
-    ssize_t n;
-    while (got + 1 < outlen && (n = read(fds[0], out + got, outlen - 1 - got)) > 0) got += (size_t)n;
-    out[got] = 0;
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return status;
+    struct strict_call c = {call, p};
+    return run_in_child(strict_body, &c, NULL, out, outlen);
 }
 
 /* Expect an abort whose single stderr line contains every string in want (NULL-terminated). */

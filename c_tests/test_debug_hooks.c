@@ -9,6 +9,7 @@
  * without reports; backtraces name where a block was allocated and freed. */
 #include "check.h"
 #include "pyalloc.h"
+#include "testutil.h"
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -77,31 +78,12 @@ static void clean_program(void) {
 }
 
 /* Run the scenario in a child with the hooks installed; return its status and its stderr. */
+static void hooked_body(void *arg) {
+    PyMem_SetupDebugHooks();
+    (*(scenario_t *)arg)();
+}
 static int run(scenario_t s, const char *env, char *out, size_t outlen) {
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        struct rlimit no_core = {0, 0};
-        setrlimit(RLIMIT_CORE, &no_core);
-        close(fds[0]);
-        dup2(fds[1], 2);
-        dup2(fds[1], 1);
-        if (env) putenv((char *)env);
-        PyMem_SetupDebugHooks();
-        s();
-        _exit(0);
-    }
-    close(fds[1]);
-    size_t got = 0;
-    ssize_t n;
-    while (got + 1 < outlen && (n = read(fds[0], out + got, outlen - 1 - got)) > 0) got += (size_t)n;
-    out[got] = 0;
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return status;
+    return run_in_child(hooked_body, &s, env, out, outlen);
 }
 
 static void expect(const char *what, scenario_t s, const char *const *want) {

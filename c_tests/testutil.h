@@ -5,7 +5,12 @@
 
 #include "pyalloc.h"
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 /* One domain's public API. */
 typedef struct {
@@ -104,6 +109,36 @@ static inline size_t expected_block_size(size_t n) {
         return lo + (n - lo + step - 1) / step * step;
     }
     return (n + 4095) & ~(size_t)4095;
+}
+
+/* Run body(arg) in a forked child (no core dumps; `env`, if given, is put in its environment
+ * first) whose stderr and stdout go to a pipe; return its wait status and what it printed, NUL
+ * terminated, in out. The child exits 0 when body returns. */
+static inline int run_in_child(void (*body)(void *), void *arg, const char *env, char *out, size_t outlen) {
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        close(fds[0]);
+        dup2(fds[1], 2);
+        dup2(fds[1], 1);
+        if (env) putenv((char *)env);
+        body(arg);
+        fflush(NULL);
+        _exit(0);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < outlen && (n = read(fds[0], out + got, outlen - 1 - got)) > 0) got += (size_t)n;
+    out[got] = 0;
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
 }
 
 #endif

@@ -856,7 +856,8 @@ size_t pyalloc_freelist_clear(pyalloc_freelist *fl);
 
 #endif  /* PYALLOC_H */
 
-#if !defined(Py_PYTHON_H)
+#if !defined(Py_PYTHON_H) && !defined(PYALLOC_H_OBJECT_INLINES)
+#  define PYALLOC_H_OBJECT_INLINES
 /* CPython's object macros and inline reference counting (Include/object.h, 3.11). */
 #  define PyObject_HEAD PyObject ob_base;
 #  define PyObject_VAR_HEAD PyVarObject ob_base;

@@ -392,16 +392,7 @@ pub fn acquire(k: usize) -> *mut Pool {
         {
             let mut g = ARENAS.lock();
             if let Some((a, i)) = g.find(k) {
-                g.take(a, i, k);
-                // SAFETY: `a` is live and units i..i+k are now ours alone.
-                unsafe {
-                    let head: *mut Pool = &mut (*a).pools[i];
-                    (*head).units = k as u8;
-                    for j in 1..k {
-                        pagemap::set(unit_addr(a, i + j) as usize, head);
-                    }
-                    return head;
-                }
+                return g.take_pool(a, i, k);
             }
         }
         let a = new_arena();
@@ -411,17 +402,51 @@ pub fn acquire(k: usize) -> *mut Pool {
         ARENAS_MADE.fetch_add(1, Ordering::Relaxed);
         ARENAS_ALIVE.fetch_add(1, Ordering::Relaxed);
         let mut g = ARENAS.lock();
-        g.count += 1;
-        g.empty += 1;
+        // Another thread may have made room while this one mapped: use that, and keep the new
+        // arena only as the one empty arena allowed.
+        if let Some((b, i)) = g.find(k) {
+            let head = g.take_pool(b, i, k);
+            if g.empty >= EMPTY_ARENAS_KEPT {
+                drop(g);
+                // SAFETY: `a` was never linked and has every unit free.
+                unsafe { destroy_arena(a) };
+                return head;
+            }
+            g.add(a);
+            return head;
+        }
+        g.add(a);
+    }
+}
+
+impl Arenas {
+    /// Link a new, entirely free arena.
+    fn add(&mut self, a: *mut Arena) {
+        self.count += 1;
+        self.empty += 1;
         // SAFETY: `a` is new and ours; linking it under the lock.
         unsafe {
-            (*a).all_next = g.all;
-            if !g.all.is_null() {
-                (*g.all).all_prev = a;
+            (*a).all_next = self.all;
+            if !self.all.is_null() {
+                (*self.all).all_prev = a;
             }
         }
-        g.all = a;
-        g.link_bucket(a);
+        self.all = a;
+        self.link_bucket(a);
+    }
+
+    /// Take units `i..i+k` of `a` as one pool; returns its head descriptor.
+    fn take_pool(&mut self, a: *mut Arena, i: usize, k: usize) -> *mut Pool {
+        self.take(a, i, k);
+        // SAFETY: `a` is live and units i..i+k are now ours alone.
+        unsafe {
+            let head: *mut Pool = &mut (*a).pools[i];
+            (*head).units = k as u8;
+            for j in 1..k {
+                pagemap::set(unit_addr(a, i + j) as usize, head);
+            }
+            head
+        }
     }
 }
 

@@ -117,11 +117,6 @@ pub fn setup() {
     }
 }
 
-/// Whether the hooks are installed on domain `d`.
-pub fn installed(d: usize) -> bool {
-    domain::get(d).malloc.map(|f| f as *const ()) == Some(hook_malloc as *const ())
-}
-
 fn extra() -> usize {
     if BACKTRACES.load(Ordering::Relaxed) {
         TRACE_BYTES + 3 * S

@@ -7,7 +7,7 @@ use crate::heap;
 use crate::report::fatal;
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 /// Domain ids: the values of CPython's `PyMemAllocatorDomain`.
 pub const RAW: usize = 0;
@@ -217,11 +217,6 @@ pub fn get(d: usize) -> PyMemAllocatorEx {
     }
 }
 
-/// Bit `d` set: domain `d`'s table holds something other than pyalloc's own functions, so the
-/// public functions must call through it. Mirrored into every heap (`heap::set_hooked`), where
-/// the fast paths test it.
-static HOOKED: AtomicU8 = AtomicU8::new(0);
-
 /// Replace a domain's table.
 pub fn set(d: usize, a: &PyMemAllocatorEx) {
     let own = a.malloc.map(|f| f as *const ()) == Some(own_malloc(d))
@@ -231,7 +226,7 @@ pub fn set(d: usize, a: &PyMemAllocatorEx) {
     // Mark hooked before the table changes and own only after, so that a racing call never
     // skips a hook it should see.
     if !own {
-        heap::set_hooked(HOOKED.fetch_or(1 << d, Ordering::SeqCst) | (1 << d));
+        heap::set_hooked(d, true);
     }
     let t = &TABLES[d];
     t.ctx.store(a.ctx, Ordering::Release);
@@ -252,7 +247,7 @@ pub fn set(d: usize, a: &PyMemAllocatorEx) {
         Ordering::Release,
     );
     if own {
-        heap::set_hooked(HOOKED.fetch_and(!(1 << d), Ordering::SeqCst) & !(1 << d));
+        heap::set_hooked(d, false);
     }
 }
 

@@ -145,12 +145,17 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
 /// The empty heap's tags: no pool carries it.
 const TAG_NEVER: usize = 0x8;
 
-/// Global copy of the hooked-domain bits (see [`Heap::hooked`]).
+/// Bit `d`: domain `d`'s table holds something other than pyalloc's own functions, so the
+/// public functions must call through it. Mirrored into every heap ([`Heap::hooked`]).
 static HOOKED: AtomicU8 = AtomicU8::new(0);
 
-/// Record which domains are hooked, in every heap (including the empty one).
-pub fn set_hooked(bits: u8) {
-    HOOKED.store(bits, Ordering::SeqCst);
+/// Record whether domain `d`'s table is hooked, in every heap (including the empty one).
+pub fn set_hooked(d: usize, hooked: bool) {
+    let bits = if hooked {
+        HOOKED.fetch_or(1 << d, Ordering::SeqCst) | (1 << d)
+    } else {
+        HOOKED.fetch_and(!(1 << d), Ordering::SeqCst) & !(1 << d)
+    };
     EMPTY_HEAP.0.hooked.store(bits, Ordering::SeqCst);
     for_each_heap(|h| {
         h.hooked.store(bits, Ordering::SeqCst);

@@ -37,11 +37,6 @@ static WANT_DEBUG: AtomicBool = AtomicBool::new(false);
 /// Set once pyalloc is back under CPython's debug hooks.
 static DEBUG_HOOKS: AtomicBool = AtomicBool::new(false);
 
-/// Whether CPython's debug hooks run over pyalloc.
-pub fn under_debug_hooks() -> bool {
-    DEBUG_HOOKS.load(Ordering::Relaxed)
-}
-
 /// Where the host keeps its three dispatch tables (found by content after installing), so that
 /// pyalloc's own exports can tell in two loads whether the host still dispatches to pyalloc
 /// (no tracemalloc or debug hook in between) and then serve the call directly, instead of
@@ -519,12 +514,7 @@ pub fn install_at_load(verbose: bool, check_explicit: bool) {
     }
     if verbose {
         warn(format_args!(
-            "installed in CPython {major}.{minor} (raw, mem and object domains){}; check mode {}",
-            if DEBUG_HOOKS.load(Ordering::Relaxed) {
-                " under CPython's debug hooks"
-            } else {
-                ""
-            },
+            "installed in CPython {major}.{minor} (raw, mem and object domains); check mode {}",
             if domain::strict() { "strict" } else { "compat" }
         ));
     }

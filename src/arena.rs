@@ -6,10 +6,15 @@
 //! sit in buckets by how many are free, and allocation takes from the fullest arena, so that
 //! the emptiest ones can drain and go back to the OS (CPython's `usable_arenas` policy).
 //!
-//! Freed units stay resident ("dirty") until the dirty total exceeds the purge threshold;
-//! then dirty units are purged with `madvise`, emptiest arenas first, down to half the
-//! threshold. That keeps a little memory warm for reuse (no fault storm when a burst frees
-//! and allocates again) without holding on to a burst's peak.
+//! Freed units stay resident ("dirty"). Up to the purge threshold (`PYALLOC_PURGE_KEEP`) of
+//! them, and one entirely empty arena, stay for good. Beyond that, memory goes back to the OS
+//! once it has been free for the purge delay (`PYALLOC_PURGE_DELAY`): dirty units are purged
+//! with `madvise`, emptiest arenas first, down to half the threshold, and empty arenas are
+//! unmapped. The delay is what keeps a program that frees and rebuilds a large structure in
+//! cycles from faulting all of it in again every cycle (the cost of first touching a page
+//! dwarfs the allocator's own); the threshold keeps a little memory warm for good. The check
+//! runs on the arena slow paths and whenever a heap refills ([`tick`]), against a coarse
+//! clock; `pyalloc_collect(1)` purges everything free at once.
 
 use crate::abi::PyObjectArenaAllocator;
 use crate::config::*;
@@ -19,7 +24,7 @@ use crate::pool::{Kind, Pool, State, TAG_FREE};
 use crate::sync::SpinLock;
 use core::ffi::c_void;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 /// Arena header, at the start of the arena's first aligned unit.
 #[repr(C)]
@@ -47,6 +52,8 @@ pub struct Arena {
     alloc_free: Option<ArenaFree>,
     /// Whether the pages may be purged (only for the default allocator's mappings).
     purgeable: bool,
+    /// When (ms, [`os::now_ms`]) a unit of this arena last became free.
+    stamp: u64,
     /// One descriptor per unit.
     pub pools: [Pool; UNITS_PER_ARENA],
 }
@@ -129,6 +136,9 @@ struct Arenas {
     empty: usize,
     /// Free units that may be resident, over all purgeable arenas.
     dirty_units: usize,
+    /// Earliest time (ms) memory held beyond the allowances may be given back; `u64::MAX`
+    /// when nothing is held beyond them. Mirrored in [`PURGE_DUE`].
+    due: u64,
 }
 
 // SAFETY: the raw pointers are only followed under the ARENAS lock.
@@ -140,7 +150,13 @@ static ARENAS: SpinLock<Arenas> = SpinLock::new(Arenas {
     count: 0,
     empty: 0,
     dirty_units: 0,
+    due: u64::MAX,
 });
+
+/// [`Arenas::due`], readable without the lock ([`tick`]).
+static PURGE_DUE: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The purge delay in ms (`PYALLOC_PURGE_DELAY`).
+pub static PURGE_DELAY_MS: AtomicU64 = AtomicU64::new(DEFAULT_PURGE_DELAY_MS);
 
 /// Bytes mapped by the default arena allocator and the large path.
 pub static BYTES_MAPPED: AtomicUsize = AtomicUsize::new(0);
@@ -249,24 +265,115 @@ impl Arenas {
         }
     }
 
-    /// Purge until at most `keep` units stay dirty, emptiest arenas first: allocation prefers
-    /// the fullest arenas, so the emptiest are the least likely to be reused soon.
-    fn purge_down_to(&mut self, keep: usize) {
+    /// Purge until at most `keep` units stay dirty, emptiest arenas first (allocation prefers
+    /// the fullest arenas, so the emptiest are the least likely to be reused soon), skipping
+    /// arenas that got a free unit less than the purge delay ago (`now`, `delay` in ms).
+    /// Returns the earliest time a skipped arena becomes old enough (`u64::MAX`: none).
+    fn purge_down_to(&mut self, keep: usize, now: u64, delay: u64) -> u64 {
+        let mut due = u64::MAX;
         for n in (1..=UNITS_PER_ARENA).rev() {
             let mut a = self.buckets[n];
             while !a.is_null() && self.dirty_units > keep {
                 // SAFETY: bucket lists hold live arenas (lock held).
                 unsafe {
                     if (*a).purgeable && (*a).dirty_map != 0 {
-                        self.purge_arena(a);
+                        let ripe = (*a).stamp.saturating_add(delay);
+                        if ripe <= now {
+                            self.purge_arena(a);
+                        } else {
+                            due = due.min(ripe);
+                        }
                     }
                     a = (*a).next;
                 }
             }
             if self.dirty_units <= keep {
-                return;
+                return u64::MAX;
             }
         }
+        due
+    }
+
+    /// Ask for a [`Arenas::maintain`] pass at `when` (ms) at the latest.
+    fn schedule(&mut self, when: u64) {
+        if when < self.due {
+            self.due = when;
+            PURGE_DUE.store(when, Ordering::Relaxed);
+        }
+    }
+
+    /// Give back what has been held beyond the allowances for the purge delay: unmap empty
+    /// arenas beyond [`EMPTY_ARENAS_KEPT`] and purge dirty units beyond the purge threshold
+    /// (down to half of it). With `force`, give back everything free now, whatever its age
+    /// (dirty units down to zero). Returns the arenas to destroy once the lock is dropped,
+    /// chained through `all_next`.
+    fn maintain(&mut self, now: u64, force: bool) -> *mut Arena {
+        if !force && now < self.due {
+            return ptr::null_mut();
+        }
+        let delay = if force {
+            0
+        } else {
+            PURGE_DELAY_MS.load(Ordering::Relaxed)
+        };
+        let now = if force { u64::MAX } else { now };
+        let mut due = u64::MAX;
+        let mut doomed: *mut Arena = ptr::null_mut();
+        // Empty arenas sit in the buckets of a whole arena's units (one less when the
+        // allocator's memory was not unit-aligned).
+        for n in (UNITS_PER_ARENA - 2..UNITS_PER_ARENA).rev() {
+            let mut a = self.buckets[n];
+            while !a.is_null() && self.empty > EMPTY_ARENAS_KEPT {
+                // SAFETY: bucket lists hold live arenas (lock held).
+                unsafe {
+                    let next = (*a).next;
+                    if (*a).nfree == (*a).last {
+                        let ripe = (*a).stamp.saturating_add(delay);
+                        if ripe <= now {
+                            self.unlink_arena(a);
+                            (*a).all_next = doomed;
+                            doomed = a;
+                        } else {
+                            due = due.min(ripe);
+                        }
+                    }
+                    a = next;
+                }
+            }
+        }
+        let keep = PURGE_KEEP_UNITS.load(Ordering::Relaxed);
+        if force {
+            self.purge_down_to(0, now, 0);
+        } else if self.dirty_units > keep {
+            due = due.min(self.purge_down_to(keep / 2, now, delay));
+        }
+        self.due = due;
+        PURGE_DUE.store(due, Ordering::Relaxed);
+        doomed
+    }
+
+    /// Take an entirely free arena out of every list (it is destroyed after the lock drops).
+    ///
+    /// # Safety
+    /// `a` is a live arena with every unit free (lock held).
+    unsafe fn unlink_arena(&mut self, a: *mut Arena) {
+        self.unlink_bucket(a);
+        // SAFETY: as stated.
+        unsafe {
+            let dirty = (*a).dirty_map.count_ones() as usize;
+            self.dirty_units -= dirty;
+            DIRTY_BYTES.fetch_sub(dirty * POOL_SIZE, Ordering::Relaxed);
+            if (*a).all_prev.is_null() {
+                self.all = (*a).all_next;
+            } else {
+                (*(*a).all_prev).all_next = (*a).all_next;
+            }
+            if !(*a).all_next.is_null() {
+                (*(*a).all_next).all_prev = (*a).all_prev;
+            }
+        }
+        self.count -= 1;
+        self.empty -= 1;
     }
 }
 
@@ -344,6 +451,7 @@ fn new_arena() -> *mut Arena {
                 alloc_free: alloc.free,
                 purgeable: alloc.alloc.map(|f| f as *const ())
                     == Some(default_arena_alloc as *const ()),
+                stamp: 0,
                 pools: [const { Pool::EMPTY }; UNITS_PER_ARENA],
             },
         );
@@ -455,7 +563,9 @@ impl Arenas {
 /// # Safety
 /// `pool` is a head descriptor from [`acquire`], holding no live block, detached from its heap.
 pub unsafe fn release(pool: *mut Pool) {
-    let mut doomed: *mut Arena = ptr::null_mut();
+    let delay = PURGE_DELAY_MS.load(Ordering::Relaxed);
+    let now = if delay == 0 { 0 } else { os::now_ms() };
+    let doomed;
     {
         let mut g = ARENAS.lock();
         // SAFETY: guaranteed by the caller; the lock is held.
@@ -482,45 +592,61 @@ pub unsafe fn release(pool: *mut Pool) {
                 DIRTY_BYTES.fetch_add(k * POOL_SIZE, Ordering::Relaxed);
             }
             (*a).nfree += k as u32;
+            (*a).stamp = now;
             if (*a).nfree == (*a).last {
-                if g.empty >= EMPTY_ARENAS_KEPT {
-                    // Unlink from the all-list; destroyed after the lock is dropped.
-                    let dirty = (*a).dirty_map.count_ones() as usize;
-                    g.dirty_units -= dirty;
-                    DIRTY_BYTES.fetch_sub(dirty * POOL_SIZE, Ordering::Relaxed);
-                    if (*a).all_prev.is_null() {
-                        g.all = (*a).all_next;
-                    } else {
-                        (*(*a).all_prev).all_next = (*a).all_next;
-                    }
-                    if !(*a).all_next.is_null() {
-                        (*(*a).all_next).all_prev = (*a).all_prev;
-                    }
-                    g.count -= 1;
-                    doomed = a;
-                } else {
-                    g.empty += 1;
-                    g.link_bucket(a);
+                g.empty += 1;
+                if g.empty > EMPTY_ARENAS_KEPT {
+                    g.schedule(now.saturating_add(delay));
                 }
-            } else {
-                g.link_bucket(a);
             }
+            g.link_bucket(a);
         }
-        let keep = PURGE_KEEP_UNITS.load(Ordering::Relaxed);
-        if g.dirty_units > keep {
-            // Down to half the allowance, so that the next purge is some frees away.
-            g.purge_down_to(keep / 2);
+        if g.dirty_units > PURGE_KEEP_UNITS.load(Ordering::Relaxed) {
+            g.schedule(now.saturating_add(delay));
         }
+        doomed = g.maintain(now, false);
     }
-    if !doomed.is_null() {
-        // SAFETY: unlinked above with every unit free.
-        unsafe { destroy_arena(doomed) };
+    // SAFETY: maintain unlinked them, with every unit free.
+    unsafe { destroy_chain(doomed) };
+}
+
+/// Destroy the arenas [`Arenas::maintain`] unlinked. Called without the lock.
+///
+/// # Safety
+/// `doomed` is a chain returned by `maintain`.
+unsafe fn destroy_chain(mut doomed: *mut Arena) {
+    while !doomed.is_null() {
+        // SAFETY: as stated; the link is read before the arena goes away.
+        unsafe {
+            let next = (*doomed).all_next;
+            destroy_arena(doomed);
+            doomed = next;
+        }
     }
 }
 
-/// Purge all resident free units now (`pyalloc_collect`).
+/// Give back memory held beyond the allowances if the purge delay has run out (cheap when it
+/// has not: one relaxed load, and a coarse clock read only while something is held).
+pub fn tick() {
+    let due = PURGE_DUE.load(Ordering::Relaxed);
+    if due == u64::MAX {
+        return;
+    }
+    let now = os::now_ms();
+    if now < due {
+        return;
+    }
+    let doomed = ARENAS.lock().maintain(now, false);
+    // SAFETY: maintain unlinked them, with every unit free.
+    unsafe { destroy_chain(doomed) };
+}
+
+/// Give back all free memory now, whatever its age (`pyalloc_collect(1)`): unmap empty arenas
+/// beyond the one kept and purge every free unit.
 pub fn purge_now() {
-    ARENAS.lock().purge_down_to(0);
+    let doomed = ARENAS.lock().maintain(0, true);
+    // SAFETY: maintain unlinked them, with every unit free.
+    unsafe { destroy_chain(doomed) };
 }
 
 /// Arenas alive and entirely free arenas, for statistics.

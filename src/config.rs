@@ -43,7 +43,11 @@ pub const HEAP_EMPTY_POOLS: usize = 4;
 /// Default number of bytes of empty, still resident pool units kept before purging
 /// (returning their pages to the OS). `PYALLOC_PURGE_KEEP` overrides it.
 pub const DEFAULT_PURGE_KEEP: usize = 4 << 20;
-/// Fully empty arenas kept mapped for reuse (CPython keeps one too).
+/// Default time (ms) free memory beyond [`DEFAULT_PURGE_KEEP`] and empty arenas beyond
+/// [`EMPTY_ARENAS_KEPT`] stay resident before they go back to the OS. `PYALLOC_PURGE_DELAY`
+/// overrides it.
+pub const DEFAULT_PURGE_DELAY_MS: u64 = 100;
+/// Fully empty arenas kept mapped for reuse however long they stay empty (CPython keeps one).
 pub const EMPTY_ARENAS_KEPT: usize = 1;
 
 /// Requests above this fail (CPython's `PY_SSIZE_T_MAX`).

@@ -344,8 +344,10 @@ unsafe fn alloc_from_class(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
 unsafe fn refill_slow(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
     // SAFETY: (whole body) the caller owns `heap`.
     unsafe {
-        // A slow moment: hand the delayed remote frees over, so their owners can reuse them.
+        // A slow moment: hand the delayed remote frees over, so their owners can reuse them,
+        // and give back memory that has been free for the purge delay.
         flush_delayed(heap);
+        arena::tick();
         if !(*heap).remote.load(Ordering::Relaxed).is_null() {
             collect_remote(heap);
             let p = adopt_partial_head(heap, d * NUM_SLOTS + c);

@@ -45,6 +45,7 @@ fn init_slow() {
         domain::set(domain::RAW, &domain::own_allocator(domain::RAW, true));
     }
     arena::PURGE_KEEP_UNITS.store(o.purge_keep / crate::config::POOL_SIZE, Ordering::Relaxed);
+    arena::PURGE_DELAY_MS.store(o.purge_delay_ms, Ordering::Relaxed);
     let mut key: libc::pthread_key_t = 0;
     // SAFETY: registering plain functions; the key outlives every thread.
     unsafe {

@@ -5,6 +5,7 @@
 //! | `PYALLOC_CHECK` | `strict` (abort on a wrong-domain or foreign free), `compat` (free through the real owner, count it) | `strict` |
 //! | `PYALLOC_RAW` | `pyalloc` (raw domain on our heap), `libc` (raw domain on libc malloc, as CPython) | `pyalloc` |
 //! | `PYALLOC_PURGE_KEEP` | bytes of empty pool memory kept resident before purging (`K`/`M`/`G` suffixes; `0` purges at once) | 4M |
+//! | `PYALLOC_PURGE_DELAY` | milliseconds free memory stays resident beyond `PYALLOC_PURGE_KEEP` (and empty arenas beyond one stay mapped) before it is given back, so that a program that frees and allocates again in cycles does not fault its memory in every cycle; `0` gives it back at once | 100 |
 //! | `PYALLOC_VERBOSE` | on/off | off |
 //! | `PYALLOC_STATS` | on/off: print the statistics report on stderr at exit | off |
 //! | `PYALLOC_DEBUG` | on/off: install the debug hooks at load (standalone) | off |
@@ -68,6 +69,7 @@ pub struct Options {
     pub stats_at_exit: bool,
     pub raw_libc: bool,
     pub purge_keep: usize,
+    pub purge_delay_ms: u64,
     pub verbose: bool,
 }
 
@@ -110,6 +112,7 @@ pub fn read() -> Options {
         stats_at_exit: false,
         raw_libc: false,
         purge_keep: crate::config::DEFAULT_PURGE_KEEP,
+        purge_delay_ms: crate::config::DEFAULT_PURGE_DELAY_MS,
         verbose: false,
     };
     if let Some(v) = env(c"PYALLOC_VERBOSE") {
@@ -143,6 +146,16 @@ pub fn read() -> Options {
             Some(n) => o.purge_keep = n,
             None => warn(format_args!(
                 "PYALLOC_PURGE_KEEP={} is not a size; using the default",
+                core::str::from_utf8(v).unwrap_or("?")
+            )),
+        }
+    }
+    if let Some(v) = env(c"PYALLOC_PURGE_DELAY") {
+        let ms = v.strip_suffix(b"ms").unwrap_or(v);
+        match parse_size(ms) {
+            Some(n) if ms.last().is_some_and(u8::is_ascii_digit) => o.purge_delay_ms = n as u64,
+            _ => warn(format_args!(
+                "PYALLOC_PURGE_DELAY={} is not a number of milliseconds; using the default",
                 core::str::from_utf8(v).unwrap_or("?")
             )),
         }

@@ -29,11 +29,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <gnu/libc-version.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -181,7 +183,21 @@ typedef struct alloc {
     int needs_gil;     /* pymalloc: not thread-safe without the GIL */
     int is_noop;       /* returns one static buffer: no checks, no memory figures */
     char version[96];
+    /* The allocator's own "give free memory back now" call, if it has one (pyalloc_collect(1),
+     * mi_collect(true), malloc_trim(0), jemalloc's arena purge, tcmalloc's
+     * ReleaseFreeMemory); pymalloc has none (it unmaps empty arenas at once). */
+    void (*trim)(void);
 } alloc_t;
+
+static void (*g_pyalloc_collect)(int);
+static void trim_pyalloc(void) { g_pyalloc_collect(1); }
+static void (*g_mi_collect)(bool);
+static void trim_mimalloc(void) { g_mi_collect(true); }
+static int (*g_je_mallctl)(const char *, void *, size_t *, void *, size_t);
+static void trim_jemalloc(void) { g_je_mallctl("arena.4096.purge", NULL, NULL, NULL, 0); }
+static void (*g_tc_release)(void);
+static void trim_tcmalloc(void) { g_tc_release(); }
+static void trim_glibc(void) { malloc_trim(0); }
 
 static char g_self[4096]; /* this executable */
 
@@ -223,6 +239,8 @@ static int init_pyalloc_any(alloc_t *a, int raw, char *why, size_t whylen) {
                  : need_syms(h, a, "PyObject_Malloc", "PyObject_Realloc", "PyObject_Free", why, whylen);
     const char *(*ver)(void) = (const char *(*)(void))dlsym(h, "pyalloc_version");
     if (ver) snprintf(a->version, sizeof a->version, "%s", ver());
+    g_pyalloc_collect = (void (*)(int))dlsym(h, "pyalloc_collect");
+    if (g_pyalloc_collect) a->trim = trim_pyalloc;
     return rc;
 }
 static int init_pyalloc(alloc_t *a, char *w, size_t n) { return init_pyalloc_any(a, 0, w, n); }
@@ -285,6 +303,7 @@ static int init_py313(alloc_t *a, char *w, size_t n) {
 static int init_glibc(alloc_t *a, char *w, size_t n) {
     (void)w;
     (void)n;
+    a->trim = trim_glibc;
     a->malloc = malloc;
     a->realloc = realloc;
     a->free = free;
@@ -300,6 +319,8 @@ static int init_mimalloc(alloc_t *a, char *why, size_t whylen) {
         int v = ver();
         snprintf(a->version, sizeof a->version, "%d.%d.%d", v / 100, (v / 10) % 10, v % 10);
     }
+    g_mi_collect = (void (*)(bool))dlsym(h, "mi_collect");
+    if (g_mi_collect) a->trim = trim_mimalloc;
     return need_syms(h, a, "mi_malloc", "mi_realloc", "mi_free", why, whylen);
 }
 
@@ -327,6 +348,8 @@ static int init_jemalloc(alloc_t *a, char *why, size_t whylen) {
         char *dash = strchr(a->version, '-');
         if (dash) *dash = 0;
     }
+    g_je_mallctl = mallctl;
+    a->trim = trim_jemalloc;
     return 0;
 }
 
@@ -345,6 +368,8 @@ static int init_tcmalloc(alloc_t *a, char *why, size_t whylen) {
         ver(&ma, &mi, &pat);
         snprintf(a->version, sizeof a->version, "%d.%d", ma, mi);
     }
+    g_tc_release = (void (*)(void))dlsym(h, "MallocExtension_ReleaseFreeMemory");
+    if (g_tc_release) a->trim = trim_tcmalloc;
     return need_syms(h, a, "tc_malloc", "tc_realloc", "tc_free", why, whylen);
 }
 
@@ -364,15 +389,15 @@ static int init_noop(alloc_t *a, char *w, size_t n) {
 }
 
 static alloc_t ALLOCS[] = {
-    {"pyalloc", "pyalloc PyObject_Malloc/Realloc/Free", init_pyalloc, 0, 0, 0, 0, 0, ""},
-    {"pyalloc-raw", "pyalloc PyMem_RawMalloc/RawRealloc/RawFree", init_pyalloc_raw, 0, 0, 0, 0, 0, ""},
-    {"pymalloc-3.11", "CPython 3.11.7 PyObject_Malloc (no Py_Initialize)", init_py311, 0, 0, 0, 1, 0, ""},
-    {"pymalloc-3.13", "CPython 3.13.0 PyObject_Malloc (after Py_InitializeEx(0), GIL held)", init_py313, 0, 0, 0, 1, 0, ""},
-    {"glibc", "glibc malloc/realloc/free", init_glibc, 0, 0, 0, 0, 0, ""},
-    {"mimalloc", "libmimalloc.so.2 mi_malloc/mi_realloc/mi_free", init_mimalloc, 0, 0, 0, 0, 0, ""},
-    {"jemalloc", "libjemalloc.so.2 malloc/realloc/free (its own, dlopen RTLD_LOCAL)", init_jemalloc, 0, 0, 0, 0, 0, ""},
-    {"tcmalloc", "libtcmalloc.so.4 tc_malloc/tc_realloc/tc_free", init_tcmalloc, 0, 0, 0, 0, 0, ""},
-    {"noop", "no-op: returns one static buffer (the harness's own cost)", init_noop, 0, 0, 0, 0, 1, ""},
+    {"pyalloc", "pyalloc PyObject_Malloc/Realloc/Free", init_pyalloc, 0, 0, 0, 0, 0, "", NULL},
+    {"pyalloc-raw", "pyalloc PyMem_RawMalloc/RawRealloc/RawFree", init_pyalloc_raw, 0, 0, 0, 0, 0, "", NULL},
+    {"pymalloc-3.11", "CPython 3.11.7 PyObject_Malloc (no Py_Initialize)", init_py311, 0, 0, 0, 1, 0, "", NULL},
+    {"pymalloc-3.13", "CPython 3.13.0 PyObject_Malloc (after Py_InitializeEx(0), GIL held)", init_py313, 0, 0, 0, 1, 0, "", NULL},
+    {"glibc", "glibc malloc/realloc/free", init_glibc, 0, 0, 0, 0, 0, "", NULL},
+    {"mimalloc", "libmimalloc.so.2 mi_malloc/mi_realloc/mi_free", init_mimalloc, 0, 0, 0, 0, 0, "", NULL},
+    {"jemalloc", "libjemalloc.so.2 malloc/realloc/free (its own, dlopen RTLD_LOCAL)", init_jemalloc, 0, 0, 0, 0, 0, "", NULL},
+    {"tcmalloc", "libtcmalloc.so.4 tc_malloc/tc_realloc/tc_free", init_tcmalloc, 0, 0, 0, 0, 0, "", NULL},
+    {"noop", "no-op: returns one static buffer (the harness's own cost)", init_noop, 0, 0, 0, 0, 1, "", NULL},
 };
 #define NALLOCS ((int)(sizeof ALLOCS / sizeof ALLOCS[0]))
 
@@ -421,9 +446,20 @@ typedef struct {
     long peak_kib;        /* VmHWM - base */
     long live_kib;        /* VmRSS - base with the workload's blocks live */
     long after_kib;       /* VmRSS - base after everything is freed */
+    long trim_kib;        /* the same after the allocator's own trim call (-1: it has none) */
     double payload_kib;   /* requested bytes live at the peak */
     char extra[4096];     /* workload-specific key=value pairs */
 } result_t;
+
+/* RSS once everything is freed: at once, and after the allocator's own trim call. */
+static void mem_after(const alloc_t *a, result_t *r) {
+    r->after_kib = rss_now() - r->base_kib;
+    r->trim_kib = -1;
+    if (a->trim) {
+        a->trim();
+        r->trim_kib = rss_now() - r->base_kib;
+    }
+}
 
 typedef struct {
     double scale;
@@ -513,6 +549,7 @@ static void w_lifo(const alloc_t *a, const opts_t *o, result_t *r, int pinned) {
             a->free(pin[k]);
         }
     r->after_kib = r->live_kib;
+    r->trim_kib = -1;
     r->units = n;
     r->ns = (double)(t1 - t0) / (double)n;
 }
@@ -559,7 +596,7 @@ static void w_churn(const alloc_t *a, const opts_t *o, result_t *r, size_t live_
         if (check) blk_verify(slot[j], 0);
         a->free(slot[j]);
     }
-    r->after_kib = rss_now() - r->base_kib;
+    mem_after(a, r);
     r->units = ops;
     r->ns = (double)(t1 - t0) / (double)ops;
     r->payload_kib = payload / 1024.0;
@@ -622,7 +659,7 @@ static void w_build(const alloc_t *a, const opts_t *o, result_t *r, int rev) {
     }
     end_mem_peak(r);
     r->live_kib = -1; /* blocks are all freed at this point */
-    r->after_kib = rss_now() - r->base_kib;
+    mem_after(a, r);
     r->units = n;
     r->ns = median(per, passes);
     r->payload_kib = payload / 1024.0;
@@ -688,7 +725,7 @@ static void w_realloc(const alloc_t *a, const opts_t *o, result_t *r) {
     uint64_t t1 = now_ns();
     end_mem_peak(r);
     r->live_kib = -1;
-    r->after_kib = rss_now() - r->base_kib;
+    mem_after(a, r);
     r->units = nbuf * (size_t)nsteps;
     r->ns = (double)(t1 - t0) / (double)r->units;
     xappend(r, " buffers=%zu steps=%d", nbuf, nsteps);
@@ -808,7 +845,7 @@ static void w_threads(const alloc_t *a, const opts_t *o, result_t *r) {
     uint64_t t1 = ta[0].t_end > ta[1].t_end ? ta[0].t_end : ta[1].t_end;
     end_mem_peak(r);
     r->live_kib = -1;
-    r->after_kib = rss_now() - r->base_kib;
+    mem_after(a, r);
     size_t expect = (pairs + 1) / 2; /* per thread: even indices of each batch go remote */
     size_t ev = 0;
     for (size_t i = 0; i < pairs; i += 64) {
@@ -880,7 +917,7 @@ static void w_frag(const alloc_t *a, const opts_t *o, result_t *r) {
         if (check) blk_verify(slot[i], cur[i]);
         a->free(slot[i]);
     }
-    r->after_kib = rss_now() - r->base_kib;
+    mem_after(a, r);
     r->live_kib = rss_refill;
     r->units = n + 2 * nfree;
     r->ns = (double)(t3 - t0) / (double)(n + nfree);
@@ -975,7 +1012,7 @@ static void w_longchurn(const alloc_t *a, const opts_t *o, result_t *r) {
         if (check) blk_verify(slot[j], ssz[j]);
         a->free(slot[j]);
     }
-    r->after_kib = rss_now() - r->base_kib;
+    mem_after(a, r);
     r->units = ops;
     r->ns = (double)(t1 - t0) / (double)ops;
     r->payload_kib = pay_peak / 1024.0;
@@ -1081,9 +1118,9 @@ static int child_main(int argc, char **argv) {
     else if (!strcmp(wname, "longchurn")) w_longchurn(a, &o, r);
     int ok = strstr(r->extra, "error=") == NULL;
     printf("result ok=%d alloc=%s workload=%s ns=%.4f units=%llu base_kib=%ld peak_kib=%ld "
-           "live_kib=%ld after_kib=%ld payload_kib=%.0f%s\n",
+           "live_kib=%ld after_kib=%ld trim_kib=%ld payload_kib=%.0f%s\n",
            ok, a->name, w->name, r->ns, (unsigned long long)r->units, r->base_kib, r->peak_kib,
-           r->live_kib, r->after_kib, r->payload_kib, r->extra);
+           r->live_kib, r->after_kib, r->trim_kib, r->payload_kib, r->extra);
     fflush(stdout);
     return ok ? 0 : 1;
 }
@@ -1555,13 +1592,13 @@ static int run_main(int argc, char **argv) {
         if (w && in_list(workloads, w->name)) have_memw = 1;
     }
     if (have_memw && ntw) {
-        out("\n== memory, MiB above the pre-workload baseline (medians): peak = VmHWM, after = VmRSS once all blocks are freed ==\n");
+        out("\n== memory, MiB above the pre-workload baseline (medians): peak = VmHWM, after = VmRSS once all blocks are freed, trim = after the allocator's own trim call (- if it has none) ==\n");
         out("%-14s", "allocator");
         for (int k = 0; k < 6; k++) {
             if (!in_list(workloads, memw[k])) continue;
             char h[40];
-            snprintf(h, sizeof h, "%s peak/after", memw[k]);
-            out(" %21s", h);
+            snprintf(h, sizeof h, "%s peak/after/trim", memw[k]);
+            out(" %28s", h);
         }
         out("\n");
         for (int ai = 0; ai < na; ai++) {
@@ -1573,10 +1610,12 @@ static int run_main(int argc, char **argv) {
                 int w = (int)(find_workload(memw[k]) - WORKLOADS), n;
                 double pk = stat_of(w, a, rounds, "peak_kib", &n, NULL, NULL);
                 double af = stat_of(w, a, rounds, "after_kib", NULL, NULL, NULL);
-                if (n == 0) { out(" %21s", "-"); continue; }
-                char c[40];
-                snprintf(c, sizeof c, "%.1f / %.1f", pk / 1024, af / 1024);
-                out(" %21s", c);
+                double tr = stat_of(w, a, rounds, "trim_kib", NULL, NULL, NULL);
+                if (n == 0) { out(" %28s", "-"); continue; }
+                char c[60], t[24] = "-";
+                if (tr >= 0) snprintf(t, sizeof t, "%.1f", tr / 1024);
+                snprintf(c, sizeof c, "%.1f / %.1f / %s", pk / 1024, af / 1024, t);
+                out(" %28s", c);
             }
             out("\n");
         }
@@ -1589,7 +1628,7 @@ static int run_main(int argc, char **argv) {
                 p = stat_of(w, act[ai], rounds, "payload_kib", &n, NULL, NULL);
             char c[40];
             snprintf(c, sizeof c, "%.1f", p > 0 ? p / 1024 : 0);
-            out(" %21s", p > 0 ? c : "");
+            out(" %28s", p > 0 ? c : "");
         }
         out("\n");
     }
@@ -1598,8 +1637,8 @@ static int run_main(int argc, char **argv) {
     if (mem && in_list(workloads, "frag")) {
         const char *pl = NULL;
         out("\n== frag: MiB above baseline (1M mixed blocks; free a random 90%%; allocate 900k again) ==\n");
-        out("%-14s %9s %9s %9s %9s %9s %12s\n", "allocator", "full", "freed90", "refill", "free-all",
-            "peak", "freed90/pay");
+        out("%-14s %9s %9s %9s %9s %9s %9s %12s\n", "allocator", "full", "freed90", "refill", "free-all",
+            "trimmed", "peak", "freed90/pay");
         for (int ai = 0; ai < na; ai++) {
             int a = act[ai];
             run_t *x = &g_runs[wfrag][a][0];
@@ -1607,9 +1646,12 @@ static int run_main(int argc, char **argv) {
             if (!x->ok) { out("%-14s %s\n", ALLOCS[a].name, x->why[0] ? x->why : "-"); continue; }
             pl = x->line;
             double pay90 = kv_num(pl, "payload_free90_kib", 1);
-            out("%-14s %9.1f %9.1f %9.1f %9.1f %9.1f %11.2fx\n", ALLOCS[a].name,
+            double tr = kv_num(pl, "trim_kib", -1);
+            char t[24] = "-";
+            if (tr >= 0) snprintf(t, sizeof t, "%.1f", tr / 1024);
+            out("%-14s %9.1f %9.1f %9.1f %9.1f %9s %9.1f %11.2fx\n", ALLOCS[a].name,
                 kv_num(pl, "rss_full_kib", 0) / 1024, kv_num(pl, "rss_free90_kib", 0) / 1024,
-                kv_num(pl, "rss_refill_kib", 0) / 1024, kv_num(pl, "after_kib", 0) / 1024,
+                kv_num(pl, "rss_refill_kib", 0) / 1024, kv_num(pl, "after_kib", 0) / 1024, t,
                 kv_num(pl, "peak_kib", 0) / 1024, kv_num(pl, "rss_free90_kib", 0) / pay90);
         }
         if (pl)
@@ -1618,17 +1660,20 @@ static int run_main(int argc, char **argv) {
     }
     if (mem && in_list(workloads, "longchurn")) {
         out("\n== longchurn: live set 100k..500k blocks (triangle), RSS sampled 40x; MiB above baseline ==\n");
-        out("%-14s %9s %9s %12s %9s %9s %9s\n", "allocator", "rss max", "rss end", "mean rss/pay",
-            "free-all", "peak", "ns/op");
+        out("%-14s %9s %9s %12s %9s %9s %9s %9s\n", "allocator", "rss max", "rss end", "mean rss/pay",
+            "free-all", "trimmed", "peak", "ns/op");
         for (int ai = 0; ai < na; ai++) {
             int a = act[ai];
             run_t *x = &g_runs[wlong][a][0];
             if (ALLOCS[a].is_noop) continue;
             if (!x->ok) { out("%-14s %s\n", ALLOCS[a].name, x->why[0] ? x->why : "-"); continue; }
             const char *l = x->line;
-            out("%-14s %9.1f %9.1f %11.3fx %9.1f %9.1f %9.2f\n", ALLOCS[a].name,
+            double tr = kv_num(l, "trim_kib", -1);
+            char t[24] = "-";
+            if (tr >= 0) snprintf(t, sizeof t, "%.1f", tr / 1024);
+            out("%-14s %9.1f %9.1f %11.3fx %9.1f %9s %9.1f %9.2f\n", ALLOCS[a].name,
                 kv_num(l, "rss_max_kib", 0) / 1024, kv_num(l, "rss_final_kib", 0) / 1024,
-                kv_num(l, "mean_rss_over_payload", 0), kv_num(l, "after_kib", 0) / 1024,
+                kv_num(l, "mean_rss_over_payload", 0), kv_num(l, "after_kib", 0) / 1024, t,
                 kv_num(l, "peak_kib", 0) / 1024, kv_num(l, "ns", 0));
         }
         for (int ai = 0; ai < na; ai++) {
@@ -1676,7 +1721,7 @@ static int run_main(int argc, char **argv) {
                 for (int r = 0; r < nr; r++)
                     if (g_runs[w][a][r].ok) fprintf(f, "%s%.4f", c++ ? ", " : "", kv_num(g_runs[w][a][r].line, "ns", 0));
                 fprintf(f, "]");
-                const char *numkeys[] = {"units", "peak_kib", "live_kib", "after_kib", "payload_kib",
+                const char *numkeys[] = {"units", "peak_kib", "live_kib", "after_kib", "trim_kib", "payload_kib",
                                          "base_kib", "rss_full_kib", "rss_free90_kib", "rss_refill_kib",
                                          "payload_full_kib", "payload_free90_kib", "payload_refill_kib",
                                          "ns_alloc", "ns_free", "ns_refill", "rss_max_kib", "rss_final_kib",
@@ -1725,7 +1770,7 @@ static int run_main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/%s-latest.csv", outdir, base);
     f = fopen(path, "w");
     if (f) {
-        fprintf(f, "workload,allocator,ns_median,ns_min,ns_max,ratio_pymalloc311,ratio_mimalloc,peak_kib,after_kib,payload_kib,status\n");
+        fprintf(f, "workload,allocator,ns_median,ns_min,ns_max,ratio_pymalloc311,ratio_mimalloc,peak_kib,after_kib,trim_kib,payload_kib,status\n");
         for (int wi = 0; wi < nw; wi++) {
             int w = wl[wi];
             int nr = WORKLOADS[w].kind == K_TIME ? rounds : 1;
@@ -1735,7 +1780,7 @@ static int run_main(int argc, char **argv) {
                 double lo = 0, hi = 0, ns = stat_of(w, a, nr, "ns", &n, &lo, &hi);
                 const char *st = status_of(w, a, nr);
                 if (!n) {
-                    fprintf(f, "%s,%s,,,,,,,,,%s\n", WORKLOADS[w].name, ALLOCS[a].name, st ? st : "missing");
+                    fprintf(f, "%s,%s,,,,,,,,,,%s\n", WORKLOADS[w].name, ALLOCS[a].name, st ? st : "missing");
                     continue;
                 }
                 double r311 = i311 >= 0 && g_probe[i311].avail ? paired_ratio(w, a, i311, nr, &nn) : -1;
@@ -1744,8 +1789,9 @@ static int run_main(int argc, char **argv) {
                 if (r311 > 0) fprintf(f, "%.4f", r311);
                 fprintf(f, ",");
                 if (rmi > 0) fprintf(f, "%.4f", rmi);
-                fprintf(f, ",%.0f,%.0f,%.0f,ok\n", stat_of(w, a, nr, "peak_kib", NULL, NULL, NULL),
+                fprintf(f, ",%.0f,%.0f,%.0f,%.0f,ok\n", stat_of(w, a, nr, "peak_kib", NULL, NULL, NULL),
                         stat_of(w, a, nr, "after_kib", NULL, NULL, NULL),
+                        stat_of(w, a, nr, "trim_kib", NULL, NULL, NULL),
                         stat_of(w, a, nr, "payload_kib", NULL, NULL, NULL));
             }
         }

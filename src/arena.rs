@@ -8,7 +8,9 @@
 //!
 //! Freed units stay resident ("dirty"). Up to the purge threshold (`PYALLOC_PURGE_KEEP`) of
 //! them, and one entirely empty arena, stay for good. Beyond that, memory goes back to the OS
-//! once it has been free for the purge delay (`PYALLOC_PURGE_DELAY`): dirty units are purged
+//! at once, or, while holding it pays (a new arena had to be mapped soon after memory went
+//! back, or a held arena is being reused), once it has been free for the purge delay
+//! (`PYALLOC_PURGE_DELAY`): dirty units are purged
 //! with `madvise`, emptiest arenas first, down to half the threshold, and empty arenas are
 //! unmapped. The delay is what keeps a program that frees and rebuilds a large structure in
 //! cycles from faulting all of it in again every cycle (the cost of first touching a page
@@ -139,6 +141,11 @@ struct Arenas {
     /// Earliest time (ms) memory held beyond the allowances may be given back; `u64::MAX`
     /// when nothing is held beyond them. Mirrored in [`PURGE_DUE`].
     due: u64,
+    /// Memory beyond the allowances is held for the purge delay only until this time (ms):
+    /// set when holding it pays (see [`Arenas::note_regret`]), otherwise it goes back at once.
+    retain_until: u64,
+    /// When memory beyond the allowances last went back to the OS (ms; 0: never).
+    gave_back: u64,
 }
 
 // SAFETY: the raw pointers are only followed under the ARENAS lock.
@@ -151,12 +158,16 @@ static ARENAS: SpinLock<Arenas> = SpinLock::new(Arenas {
     empty: 0,
     dirty_units: 0,
     due: u64::MAX,
+    retain_until: 0,
+    gave_back: 0,
 });
 
 /// [`Arenas::due`], readable without the lock ([`tick`]).
 static PURGE_DUE: AtomicU64 = AtomicU64::new(u64::MAX);
 /// The purge delay in ms (`PYALLOC_PURGE_DELAY`).
 pub static PURGE_DELAY_MS: AtomicU64 = AtomicU64::new(DEFAULT_PURGE_DELAY_MS);
+/// Holding memory for the delay stays on for this many delays after it last paid off.
+const RETAIN_WINDOWS: u64 = 10;
 
 /// Bytes mapped by the default arena allocator and the large path.
 pub static BYTES_MAPPED: AtomicUsize = AtomicUsize::new(0);
@@ -231,6 +242,10 @@ impl Arenas {
         // SAFETY: `a` is live and the lock is held.
         unsafe {
             if (*a).nfree == (*a).last {
+                if self.empty > EMPTY_ARENAS_KEPT {
+                    // An empty arena held for the delay is reused: holding pays, go on.
+                    self.note_regret(true);
+                }
                 self.empty -= 1;
             }
             let dirty = ((*a).dirty_map & mask).count_ones() as usize;
@@ -277,7 +292,7 @@ impl Arenas {
                 // SAFETY: bucket lists hold live arenas (lock held).
                 unsafe {
                     if (*a).purgeable && (*a).dirty_map != 0 {
-                        let ripe = (*a).stamp.saturating_add(delay);
+                        let ripe = self.ripe((*a).stamp, delay);
                         if ripe <= now {
                             self.purge_arena(a);
                         } else {
@@ -292,6 +307,29 @@ impl Arenas {
             }
         }
         due
+    }
+
+    /// Holding free memory for the delay pays off right now (`reuse`: a held empty arena is
+    /// being reused) or would have (a new arena is being mapped soon after memory went back):
+    /// hold memory for the delay over the next [`RETAIN_WINDOWS`] delays.
+    fn note_regret(&mut self, reuse: bool) {
+        let delay = PURGE_DELAY_MS.load(Ordering::Relaxed);
+        if delay == 0 {
+            return;
+        }
+        let now = os::now_ms();
+        let window = delay.saturating_mul(RETAIN_WINDOWS);
+        if reuse || (self.gave_back != 0 && now < self.gave_back.saturating_add(window)) {
+            self.retain_until = now.saturating_add(window);
+        }
+    }
+
+    /// When memory that became free at `stamp` may go back: after the delay while holding
+    /// pays, at once otherwise.
+    fn ripe(&self, stamp: u64, delay: u64) -> u64 {
+        stamp
+            .saturating_add(delay)
+            .min(self.retain_until.max(stamp))
     }
 
     /// Ask for a [`Arenas::maintain`] pass at `when` (ms) at the latest.
@@ -328,7 +366,7 @@ impl Arenas {
                 unsafe {
                     let next = (*a).next;
                     if (*a).nfree == (*a).last {
-                        let ripe = (*a).stamp.saturating_add(delay);
+                        let ripe = self.ripe((*a).stamp, delay);
                         if ripe <= now {
                             self.unlink_arena(a);
                             (*a).all_next = doomed;
@@ -342,10 +380,14 @@ impl Arenas {
             }
         }
         let keep = PURGE_KEEP_UNITS.load(Ordering::Relaxed);
+        let purged = BYTES_PURGED.load(Ordering::Relaxed);
         if force {
             self.purge_down_to(0, now, 0);
         } else if self.dirty_units > keep {
             due = due.min(self.purge_down_to(keep / 2, now, delay));
+        }
+        if !force && (!doomed.is_null() || BYTES_PURGED.load(Ordering::Relaxed) != purged) {
+            self.gave_back = now.max(1);
         }
         self.due = due;
         PURGE_DUE.store(due, Ordering::Relaxed);
@@ -510,6 +552,7 @@ pub fn acquire(k: usize) -> *mut Pool {
         ARENAS_MADE.fetch_add(1, Ordering::Relaxed);
         ARENAS_ALIVE.fetch_add(1, Ordering::Relaxed);
         let mut g = ARENAS.lock();
+        g.note_regret(false);
         // Another thread may have made room while this one mapped: use that, and keep the new
         // arena only as the one empty arena allowed.
         if let Some((b, i)) = g.find(k) {
@@ -596,13 +639,15 @@ pub unsafe fn release(pool: *mut Pool) {
             if (*a).nfree == (*a).last {
                 g.empty += 1;
                 if g.empty > EMPTY_ARENAS_KEPT {
-                    g.schedule(now.saturating_add(delay));
+                    let when = g.ripe(now, delay);
+                    g.schedule(when);
                 }
             }
             g.link_bucket(a);
         }
         if g.dirty_units > PURGE_KEEP_UNITS.load(Ordering::Relaxed) {
-            g.schedule(now.saturating_add(delay));
+            let when = g.ripe(now, delay);
+            g.schedule(when);
         }
         doomed = g.maintain(now, false);
     }

@@ -42,8 +42,12 @@ pub const PYALLOC_CHECK_COMPAT: c_int = 1;
 #[inline(always)]
 fn dispatch_malloc<const D: usize>(size: usize) -> *mut c_void {
     let h = tls::get();
-    // SAFETY: `h` comes from tls::get.
+    // SAFETY: `h` comes from tls::get. The limit is 0 while the domain is hooked, so one
+    // compare sends both large requests and hooked domains the slow way.
     unsafe {
+        if size <= heap::fast_max::<D>(h) {
+            return heap::malloc_small::<D>(h, size).cast();
+        }
         if heap::not_hooked::<D>(h) || host::host_serves_own::<D>() {
             return heap::malloc_in::<D>(h, size).cast();
         }

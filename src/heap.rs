@@ -41,6 +41,9 @@ pub struct Heap {
     /// Bit `d`: domain `d`'s table is hooked (a copy of the global flags, kept in every heap
     /// so that the public functions test it right after loading the heap).
     pub hooked: AtomicU8,
+    /// Largest size the public malloc of domain `d` serves on its fast path: [`SMALL_MAX`],
+    /// or 0 while the domain is hooked (one compare tests both).
+    pub fast_max: [AtomicUsize; NUM_DOMAINS],
     /// Current pool per domain and class; never null (the shared empty descriptor instead).
     pub pools: [[*mut Pool; NUM_SLOTS]; NUM_DOMAINS],
     /// Allocations and frees counted per `domain * NUM_SLOTS + class` (class 0: large blocks).
@@ -126,6 +129,7 @@ unsafe impl Sync for EmptyHeap {}
 pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     tags: [const { AtomicUsize::new(TAG_NEVER) }; NUM_DOMAINS],
     hooked: AtomicU8::new(0),
+    fast_max: [const { AtomicUsize::new(SMALL_MAX) }; NUM_DOMAINS],
     pools: [[&pool::EMPTY_POOL.0 as *const Pool as *mut Pool; NUM_SLOTS]; NUM_DOMAINS],
     allocs: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
     frees: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
@@ -157,14 +161,24 @@ pub fn set_hooked(d: usize, hooked: bool) {
         HOOKED.fetch_and(!(1 << d), Ordering::SeqCst) & !(1 << d)
     };
     EMPTY_HEAP.0.hooked.store(bits, Ordering::SeqCst);
+    set_fast_max(&EMPTY_HEAP.0, bits);
     for_each_heap(|h| {
         h.hooked.store(bits, Ordering::SeqCst);
         set_tags(h, bits);
     });
 }
 
-/// Set a heap's free-path tags for the hooked bits `bits`.
+/// Set a heap's malloc fast-path limits for the hooked bits `bits`.
+fn set_fast_max(h: &Heap, bits: u8) {
+    for (d, m) in h.fast_max.iter().enumerate() {
+        let max = if bits & (1 << d) != 0 { 0 } else { SMALL_MAX };
+        m.store(max, Ordering::SeqCst);
+    }
+}
+
+/// Set a heap's free-path tags and malloc fast-path limits for the hooked bits `bits`.
 fn set_tags(h: &Heap, bits: u8) {
+    set_fast_max(h, bits);
     for (d, t) in h.tags.iter().enumerate() {
         let tag = if bits & (1 << d) != 0 {
             TAG_NEVER
@@ -183,6 +197,16 @@ fn set_tags(h: &Heap, bits: u8) {
 pub unsafe fn not_hooked<const D: usize>(heap: *mut Heap) -> bool {
     // SAFETY: `heap` is this thread's heap or the empty heap, both live.
     unsafe { (*heap).hooked.load(Ordering::Relaxed) & (1 << D) == 0 }
+}
+
+/// The hook-aware size limit of the public malloc's fast path (see [`Heap::fast_max`]).
+///
+/// # Safety
+/// `heap` is `tls::get()`.
+#[inline(always)]
+pub unsafe fn fast_max<const D: usize>(heap: *mut Heap) -> usize {
+    // SAFETY: `heap` is this thread's heap or the empty heap, both live.
+    unsafe { (*heap).fast_max.get_unchecked(D).load(Ordering::Relaxed) }
 }
 
 /// Pointer to [`EMPTY_HEAP`], what `tls::get` returns before a thread's first allocation.
@@ -228,30 +252,45 @@ pub fn malloc<const D: usize>(size: usize) -> *mut u8 {
 #[inline(always)]
 pub unsafe fn malloc_in<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
     if size <= SMALL_MAX {
-        let c = small_index(size);
-        // SAFETY: `heap` is this thread's heap or the shared empty heap (only this thread touches
-        // its pools), every slot points at a valid descriptor (the empty one has no free block),
-        // and blocks on a free list are free blocks of that pool.
-        unsafe {
-            let pool = *(*heap).pools.get_unchecked(D).get_unchecked(c);
-            let b = (*pool).free;
-            if !b.is_null() {
-                track::defined(b, size_of::<Block>());
-                (*pool).free = (*b).next;
-                (*pool).used += 1;
-                bump((*heap).allocs.get_unchecked(D * NUM_SLOTS + c));
-                track::malloc_like(b.cast(), size, false);
-                return b.cast();
-            }
+        // SAFETY: as stated.
+        unsafe { malloc_small::<D>(heap, size) }
+    } else {
+        let b = malloc_slow::<D>(heap, size);
+        track::malloc_like(b, size, size > MEDIUM_MAX);
+        b
+    }
+}
+
+/// [`malloc_in`] for `size <= SMALL_MAX`: pop the current pool's free list, else refill.
+///
+/// # Safety
+/// `heap` is `tls::get()`; `size <= SMALL_MAX`.
+#[inline(always)]
+pub unsafe fn malloc_small<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
+    debug_assert!(size <= SMALL_MAX);
+    let c = small_index(size);
+    // SAFETY: `heap` is this thread's heap or the shared empty heap (only this thread touches
+    // its pools), every slot points at a valid descriptor (the empty one has no free block),
+    // and blocks on a free list are free blocks of that pool.
+    unsafe {
+        let pool = *(*heap).pools.get_unchecked(D).get_unchecked(c);
+        let b = (*pool).free;
+        if !b.is_null() {
+            track::defined(b, size_of::<Block>());
+            (*pool).free = (*b).next;
+            (*pool).used += 1;
+            bump((*heap).allocs.get_unchecked(D * NUM_SLOTS + c));
+            track::malloc_like(b.cast(), size, false);
+            return b.cast();
         }
     }
-    let b = if size <= SMALL_MAX && heap != empty_heap() {
+    let b = if heap != empty_heap() {
         // SAFETY: this thread's heap.
-        unsafe { alloc_from_class_entry(heap, D, small_index(size)) }
+        unsafe { alloc_from_class_entry(heap, D, c) }
     } else {
         malloc_slow::<D>(heap, size)
     };
-    track::malloc_like(b, size, size > MEDIUM_MAX);
+    track::malloc_like(b, size, false);
     b
 }
 
@@ -323,7 +362,8 @@ unsafe fn alloc_from_class(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
                 return extend_and_pop(heap, pool, d, c);
             }
             // Exhausted: retire it as full until frees come back.
-            (*pool).used -= CURRENT_BIAS;
+            debug_assert_eq!((*pool).used - CURRENT_BIAS, CAPACITY[c]);
+            (*pool).used = FULL_SENTINEL;
             (*pool).state = State::Full;
         }
         // Partial pools always have free blocks.
@@ -521,7 +561,8 @@ pub unsafe fn free_in_pool<const D: usize>(
         (*pool).used -= 1;
         bump((*heap).frees.get_unchecked((*pool).stat_index as usize));
         track::free_like(p);
-        if (*pool).used == 0 || old.is_null() {
+        // Zero: a partial pool emptied, or a full one (FULL_SENTINEL) got its first block back.
+        if (*pool).used == 0 {
             local_free_transition(heap, pool);
         }
         true
@@ -730,7 +771,8 @@ unsafe fn collect_remote(heap: *mut Heap) {
                 (*tail).next = (*p).free;
                 track::no_access(tail, size_of::<Block>());
                 (*p).free = list;
-                (*p).used -= n;
+                // Wraps below zero for a full pool (see FULL_SENTINEL).
+                (*p).used = (*p).used.wrapping_sub(n);
                 after_free(heap, p);
             }
             p = next;
@@ -758,6 +800,26 @@ unsafe fn retire_empty(heap: *mut Heap, pool: *mut Pool) {
     }
 }
 
+/// `used` of a full pool (state `Full`): every block is out, so the count itself is known; it
+/// holds 1 instead, which the first free back takes to zero, so that the free fast path
+/// catches both of its transitions (a partial pool emptied, a full one getting a free block)
+/// with one test. Frees taken back in bulk from other threads lower it below zero (wrapping).
+pub const FULL_SENTINEL: u32 = 1;
+
+/// The live blocks of a full pool (state `Full`) whose `used` has come down from
+/// [`FULL_SENTINEL`] by the blocks freed since.
+///
+/// # Safety
+/// `pool` is a live descriptor in state `Full`.
+#[inline]
+pub unsafe fn full_live(pool: *mut Pool) -> u32 {
+    // SAFETY: as stated.
+    unsafe {
+        let freed = FULL_SENTINEL.wrapping_sub((*pool).used);
+        CAPACITY[(*pool).class as usize] - freed
+    }
+}
+
 /// Move a pool between lists after frees came back to it (`used` already lowered): a full
 /// pool becomes partial, an emptied non-current pool leaves the heap.
 ///
@@ -768,7 +830,10 @@ unsafe fn after_free(heap: *mut Heap, pool: *mut Pool) {
     unsafe {
         let state = (*pool).state;
         if state == State::Full {
-            if (*pool).used != 0 {
+            // `used` went down from FULL_SENTINEL by the blocks freed.
+            let live = full_live(pool);
+            (*pool).used = live;
+            if live != 0 {
                 partial_push(heap, pool);
             } else {
                 (*pool).state = State::Detached;
@@ -1285,7 +1350,8 @@ mod tests {
                 assert!(blocks[..cap].iter().all(|&b| desc(b as *mut u8) == first));
                 assert_ne!(first, last);
                 assert_eq!((*first).state, State::Full);
-                assert_eq!((*first).used, cap as u32);
+                assert_eq!((*first).used, FULL_SENTINEL);
+                assert_eq!(full_live(first), cap as u32);
                 assert_eq!((*last).state, State::Current);
                 assert_eq!((*last).used, 1 + CURRENT_BIAS);
                 free::<OBJ>(blocks[5] as *mut u8);

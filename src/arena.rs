@@ -22,7 +22,7 @@ use crate::abi::PyObjectArenaAllocator;
 use crate::config::*;
 use crate::os;
 use crate::pagemap;
-use crate::pool::{Kind, Pool, State, TAG_FREE};
+use crate::pool::{Kind, Pool, State, HEAP_ALIGN, TAG_FREE};
 use crate::sync::SpinLock;
 use core::ffi::c_void;
 use core::ptr;
@@ -622,10 +622,10 @@ pub unsafe fn release(pool: *mut Pool) {
             }
             (*pool).owner_tag.store(TAG_FREE, Ordering::Release);
             (*pool).kind = Kind::Free;
-            (*pool).state = State::Detached;
+            (*pool).set_state(State::Detached);
             (*pool).units = 1;
             (*pool).free = ptr::null_mut();
-            (*pool).used = 0;
+            (*pool).set_used(0);
             g.unlink_bucket(a);
             let mask = run_mask(i, k);
             (*a).free_map |= mask;
@@ -692,6 +692,25 @@ pub fn purge_now() {
     let doomed = ARENAS.lock().maintain(0, true);
     // SAFETY: maintain unlinked them, with every unit free.
     unsafe { destroy_chain(doomed) };
+}
+
+/// Visit the head descriptor of every pool in use by a heap (for statistics), under the arena
+/// lock: descriptors stay valid while it is held, and the fields statistics read are atomic.
+pub fn for_each_pool_in_use(mut f: impl FnMut(*mut Pool)) {
+    let g = ARENAS.lock();
+    let mut a = g.all;
+    while !a.is_null() {
+        // SAFETY: the all-list holds live arenas (lock held).
+        unsafe {
+            for i in 1..=(*a).last as usize {
+                let d: *mut Pool = &mut (*a).pools[i];
+                if (*d).tag() >= HEAP_ALIGN {
+                    f(d);
+                }
+            }
+            a = (*a).all_next;
+        }
+    }
 }
 
 /// Arenas alive and entirely free arenas, for statistics.

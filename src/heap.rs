@@ -224,6 +224,12 @@ fn bump(c: &AtomicU64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
 }
 
+/// Add to a counter that only this thread writes.
+#[inline(always)]
+fn add(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
 /// Count a free: in this thread's heap, or globally when the thread has none.
 #[inline]
 fn count_free(heap: *mut Heap, index: usize) {
@@ -278,8 +284,8 @@ pub unsafe fn malloc_small<const D: usize>(heap: *mut Heap, size: usize) -> *mut
         if !b.is_null() {
             track::defined(b, size_of::<Block>());
             (*pool).free = (*b).next;
-            (*pool).used += 1;
-            bump((*heap).allocs.get_unchecked(D * NUM_SLOTS + c));
+            (*pool).set_used((*pool).used() + 1);
+            (*pool).count_alloc();
             track::malloc_like(b.cast(), size, false);
             return b.cast();
         }
@@ -331,14 +337,14 @@ fn malloc_slow<const D: usize>(mut heap: *mut Heap, size: usize) -> *mut u8 {
 /// # Safety
 /// The calling thread owns `heap`, which owns `pool`; the pool's free list is not empty.
 #[inline(always)]
-unsafe fn pop(heap: *mut Heap, pool: *mut Pool, d: usize, c: usize) -> *mut u8 {
+unsafe fn pop(pool: *mut Pool) -> *mut u8 {
     // SAFETY: as stated.
     unsafe {
         let b = (*pool).free;
         track::defined(b, size_of::<Block>());
         (*pool).free = (*b).next;
-        (*pool).used += 1;
-        bump((*heap).allocs.get_unchecked(d * NUM_SLOTS + c));
+        (*pool).set_used((*pool).used() + 1);
+        (*pool).count_alloc();
         b.cast()
     }
 }
@@ -356,20 +362,20 @@ unsafe fn alloc_from_class(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
         let pool = *(*heap).pools.get_unchecked(d).get_unchecked(c);
         if pool != pool::empty() {
             if !(*pool).free.is_null() {
-                return pop(heap, pool, d, c);
+                return pop(pool);
             }
             if (*pool).bump < (*pool).end {
-                return extend_and_pop(heap, pool, d, c);
+                return extend_and_pop(pool, c);
             }
             // Exhausted: retire it as full until frees come back.
-            debug_assert_eq!((*pool).used - CURRENT_BIAS, CAPACITY[c]);
-            (*pool).used = FULL_SENTINEL;
-            (*pool).state = State::Full;
+            debug_assert_eq!((*pool).used() - CURRENT_BIAS, CAPACITY[c]);
+            (*pool).set_used(FULL_SENTINEL);
+            (*pool).set_state(State::Full);
         }
         // Partial pools always have free blocks.
         let p = adopt_partial_head(heap, d * NUM_SLOTS + c);
         if !p.is_null() {
-            return pop(heap, p, d, c);
+            return pop(p);
         }
         (*heap).pools[d][c] = pool::empty();
         refill_slow(heap, d, c)
@@ -392,7 +398,7 @@ unsafe fn refill_slow(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
             collect_remote(heap);
             let p = adopt_partial_head(heap, d * NUM_SLOTS + c);
             if !p.is_null() {
-                return pop(heap, p, d, c);
+                return pop(p);
             }
         }
         let p = new_pool(heap, d, c);
@@ -400,7 +406,7 @@ unsafe fn refill_slow(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
             return ptr::null_mut();
         }
         (*heap).pools[d][c] = p;
-        extend_and_pop(heap, p, d, c)
+        extend_and_pop(p, c)
     }
 }
 
@@ -419,10 +425,10 @@ static EXTEND_BLOCKS: [u16; NUM_SLOTS] = {
 /// Thread up to [`EXTEND_BYTES`] of never-used blocks onto the empty free list, then pop one.
 ///
 /// # Safety
-/// The calling thread owns `heap`, which owns `pool`; the pool's free list is empty and
+/// The calling thread owns the heap that owns `pool`; the pool's free list is empty and
 /// `bump < end`.
 #[inline(never)]
-unsafe fn extend_and_pop(heap: *mut Heap, pool: *mut Pool, d: usize, c: usize) -> *mut u8 {
+unsafe fn extend_and_pop(pool: *mut Pool, c: usize) -> *mut u8 {
     // SAFETY: [bump, end) are never-used blocks of this pool.
     unsafe {
         let bs = (*pool).size;
@@ -442,7 +448,7 @@ unsafe fn extend_and_pop(heap: *mut Heap, pool: *mut Pool, d: usize, c: usize) -
         track::no_access(first, n * bs);
         (*pool).free = first.cast();
         (*pool).bump = b.add(bs);
-        pop(heap, pool, d, c)
+        pop(pool)
     }
 }
 
@@ -466,7 +472,7 @@ unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
             }
             if arena::ARENAS_MADE.load(Ordering::Relaxed) != made {
                 // The footprint grew by an arena: a good moment to sample the peak.
-                stats::sample_peak();
+                stats::sample_peak_on_growth();
             }
             p
         };
@@ -478,8 +484,9 @@ unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
         (*p).bump = (*p).start;
         (*p).end = (*p).start.add(pool_capacity(c) * bs);
         (*p).free = ptr::null_mut();
-        (*p).used = CURRENT_BIAS;
-        (*p).state = State::Current;
+        (*p).set_used(CURRENT_BIAS);
+        (*p).allocs.store(0, Ordering::Relaxed);
+        (*p).set_state(State::Current);
         (*p).kind = Kind::Pool;
         (*p).next = ptr::null_mut();
         (*p).prev = ptr::null_mut();
@@ -558,11 +565,10 @@ pub unsafe fn free_in_pool<const D: usize>(
         let old = (*pool).free;
         (*b).next = old;
         (*pool).free = b;
-        (*pool).used -= 1;
-        bump((*heap).frees.get_unchecked((*pool).stat_index as usize));
+        (*pool).set_used((*pool).used() - 1);
         track::free_like(p);
         // Zero: a partial pool emptied, or a full one (FULL_SENTINEL) got its first block back.
-        if (*pool).used == 0 {
+        if (*pool).used() == 0 {
             local_free_transition(heap, pool);
         }
         true
@@ -628,13 +634,18 @@ unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p: *mut u8) {
             large::free(pool);
             return;
         }
+        // A pool block's local free is counted by its pool (allocations minus live blocks). A
+        // remote one is counted here at once, and taken off again when the owner collects the
+        // block (its pool counts it then).
         let owner = (tag & !(HEAP_ALIGN - 1)) as *mut Heap;
-        count_free(heap, index);
+        if owner != heap {
+            count_free(heap, index);
+        }
         if owner == heap {
             let b = p as *mut Block;
             (*b).next = (*pool).free;
             (*pool).free = b;
-            (*pool).used -= 1;
+            (*pool).set_used((*pool).used() - 1);
             track::free_like(p);
             after_free(heap, pool);
         } else if heap == empty_heap() {
@@ -772,7 +783,10 @@ unsafe fn collect_remote(heap: *mut Heap) {
                 track::no_access(tail, size_of::<Block>());
                 (*p).free = list;
                 // Wraps below zero for a full pool (see FULL_SENTINEL).
-                (*p).used = (*p).used.wrapping_sub(n);
+                (*p).set_used((*p).used().wrapping_sub(n));
+                // The freeing threads counted these frees; from now on the pool counts them.
+                let i = (*p).stat_index as usize;
+                add((*heap).frees.get_unchecked(i), (n as u64).wrapping_neg());
                 after_free(heap, p);
             }
             p = next;
@@ -788,7 +802,14 @@ unsafe fn retire_empty(heap: *mut Heap, pool: *mut Pool) {
     // SAFETY: as stated.
     unsafe {
         stats::POOLS_IN_USE[(*pool).domain as usize].fetch_sub(1, Ordering::Relaxed);
-        (*pool).state = State::Detached;
+        // Every block allocated from it is back: fold its count into the heap's, as many
+        // allocations as frees.
+        let n = (*pool).allocs.load(Ordering::Relaxed);
+        let i = (*pool).stat_index as usize;
+        add((*heap).allocs.get_unchecked(i), n);
+        add((*heap).frees.get_unchecked(i), n);
+        (*pool).allocs.store(0, Ordering::Relaxed);
+        (*pool).set_state(State::Detached);
         if (*pool).units == 1 && (*heap).ncache < HEAP_EMPTY_POOLS {
             (*pool).kind = Kind::Cached;
             (*pool).owner_tag.store(TAG_CACHED, Ordering::Release);
@@ -815,8 +836,24 @@ pub const FULL_SENTINEL: u32 = 1;
 pub unsafe fn full_live(pool: *mut Pool) -> u32 {
     // SAFETY: as stated.
     unsafe {
-        let freed = FULL_SENTINEL.wrapping_sub((*pool).used);
+        let freed = FULL_SENTINEL.wrapping_sub((*pool).used());
         CAPACITY[(*pool).class as usize] - freed
+    }
+}
+
+/// Live blocks of a pool in use, read from any thread (for statistics: exact when its owner
+/// is not allocating or freeing at the same time).
+///
+/// # Safety
+/// `pool` is a live descriptor of a pool in use.
+pub unsafe fn pool_live(pool: *mut Pool) -> u32 {
+    // SAFETY: as stated; the fields read are atomics.
+    unsafe {
+        match (*pool).state() {
+            State::Current => (*pool).used().wrapping_sub(CURRENT_BIAS),
+            State::Full => full_live(pool),
+            _ => (*pool).used(),
+        }
     }
 }
 
@@ -828,18 +865,18 @@ pub unsafe fn full_live(pool: *mut Pool) -> u32 {
 unsafe fn after_free(heap: *mut Heap, pool: *mut Pool) {
     // SAFETY: as stated.
     unsafe {
-        let state = (*pool).state;
+        let state = (*pool).state();
         if state == State::Full {
             // `used` went down from FULL_SENTINEL by the blocks freed.
             let live = full_live(pool);
-            (*pool).used = live;
+            (*pool).set_used(live);
             if live != 0 {
                 partial_push(heap, pool);
             } else {
-                (*pool).state = State::Detached;
+                (*pool).set_state(State::Detached);
                 retire_empty(heap, pool);
             }
-        } else if (state == State::Partial || state == State::Sparse) && (*pool).used == 0 {
+        } else if (state == State::Partial || state == State::Sparse) && (*pool).used() == 0 {
             partial_unlink(heap, pool);
             retire_empty(heap, pool);
         }
@@ -868,7 +905,7 @@ unsafe fn partial_push(heap: *mut Heap, pool: *mut Pool) {
             (*tail).next = pool;
         }
         *(*heap).partial_tail.get_unchecked_mut(index) = pool;
-        (*pool).state = State::Partial;
+        (*pool).set_state(State::Partial);
     }
 }
 
@@ -876,8 +913,8 @@ unsafe fn partial_push(heap: *mut Heap, pool: *mut Pool) {
 unsafe fn partial_unlink(heap: *mut Heap, pool: *mut Pool) {
     // SAFETY: see above.
     unsafe {
-        let sparse = (*pool).state == State::Sparse;
-        debug_assert!(sparse || (*pool).state == State::Partial);
+        let sparse = (*pool).state() == State::Sparse;
+        debug_assert!(sparse || (*pool).state() == State::Partial);
         let index = (*pool).stat_index as usize;
         let (prev, next) = ((*pool).prev, (*pool).next);
         if prev.is_null() {
@@ -896,7 +933,7 @@ unsafe fn partial_unlink(heap: *mut Heap, pool: *mut Pool) {
         }
         (*pool).next = ptr::null_mut();
         (*pool).prev = ptr::null_mut();
-        (*pool).state = State::Detached;
+        (*pool).set_state(State::Detached);
     }
 }
 
@@ -927,7 +964,7 @@ unsafe fn adopt_partial_head(heap: *mut Heap, index: usize) -> *mut Pool {
             } else {
                 (*next).prev = ptr::null_mut();
             }
-            if (*p).used * 2 >= CAPACITY[(*p).class as usize] || next.is_null() {
+            if (*p).used() * 2 >= CAPACITY[(*p).class as usize] || next.is_null() {
                 break;
             }
             // Mostly free: let it drain unless nothing else is left.
@@ -938,7 +975,7 @@ unsafe fn adopt_partial_head(heap: *mut Heap, index: usize) -> *mut Pool {
                 (*top).prev = p;
             }
             *(*heap).sparse.get_unchecked_mut(index) = p;
-            (*p).state = State::Sparse;
+            (*p).set_state(State::Sparse);
             p = next;
         }
         if p.is_null() {
@@ -954,8 +991,8 @@ unsafe fn adopt_partial_head(heap: *mut Heap, index: usize) -> *mut Pool {
         }
         (*p).next = ptr::null_mut();
         (*p).prev = ptr::null_mut();
-        (*p).state = State::Current;
-        (*p).used += CURRENT_BIAS;
+        (*p).set_state(State::Current);
+        (*p).set_used((*p).used() + CURRENT_BIAS);
         *(*heap).pools.as_mut_ptr().cast::<*mut Pool>().add(index) = p;
         p
     }
@@ -1182,10 +1219,10 @@ unsafe fn trim(h: *mut Heap) {
         for d in 0..NUM_DOMAINS {
             for c in 1..NUM_SLOTS {
                 let p = (*h).pools[d][c];
-                if p != pool::empty() && (*p).used == CURRENT_BIAS {
-                    (*p).used = 0;
+                if p != pool::empty() && (*p).used() == CURRENT_BIAS {
+                    (*p).set_used(0);
                     (*h).pools[d][c] = pool::empty();
-                    (*p).state = State::Detached;
+                    (*p).set_state(State::Detached);
                     retire_empty(h, p);
                 }
             }
@@ -1349,14 +1386,14 @@ mod tests {
             unsafe {
                 assert!(blocks[..cap].iter().all(|&b| desc(b as *mut u8) == first));
                 assert_ne!(first, last);
-                assert_eq!((*first).state, State::Full);
-                assert_eq!((*first).used, FULL_SENTINEL);
+                assert_eq!((*first).state(), State::Full);
+                assert_eq!((*first).used(), FULL_SENTINEL);
                 assert_eq!(full_live(first), cap as u32);
-                assert_eq!((*last).state, State::Current);
-                assert_eq!((*last).used, 1 + CURRENT_BIAS);
+                assert_eq!((*last).state(), State::Current);
+                assert_eq!((*last).used(), 1 + CURRENT_BIAS);
                 free::<OBJ>(blocks[5] as *mut u8);
-                assert_eq!((*first).state, State::Partial);
-                assert_eq!((*first).used, cap as u32 - 1);
+                assert_eq!((*first).state(), State::Partial);
+                assert_eq!((*first).used(), cap as u32 - 1);
                 for (i, &b) in blocks[..cap].iter().enumerate() {
                     if i != 5 {
                         free::<OBJ>(b as *mut u8);
@@ -1371,7 +1408,7 @@ mod tests {
                 assert_eq!(usable_size(blocks[cap] as *mut u8), 48);
                 free::<OBJ>(blocks[cap] as *mut u8);
                 // The current pool stays (empty) for the next allocation.
-                assert_eq!((*last).used, CURRENT_BIAS);
+                assert_eq!((*last).used(), CURRENT_BIAS);
             }
         })
         .join()
@@ -1395,11 +1432,11 @@ mod tests {
             // SAFETY: our own pool, read on the owning thread.
             unsafe {
                 assert!(!(*pool).thread_free.load(Ordering::Acquire).is_null());
-                assert_eq!((*pool).used, cap as u32 + CURRENT_BIAS);
+                assert_eq!((*pool).used(), cap as u32 + CURRENT_BIAS);
                 // The next allocation of the class drains the remote frees first.
                 let again = malloc::<OBJ>(100);
                 assert_eq!(desc(again), pool);
-                assert_eq!((*pool).used, 1 + CURRENT_BIAS);
+                assert_eq!((*pool).used(), 1 + CURRENT_BIAS);
                 free::<OBJ>(again);
             }
         });

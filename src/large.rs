@@ -46,7 +46,7 @@ pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize) -> *mut u8 {
     unsafe {
         ptr::write(desc, Pool::EMPTY);
         (*desc).kind = Kind::Large;
-        (*desc).state = State::Detached;
+        (*desc).set_state(State::Detached);
         (*desc).domain = d as u8;
         (*desc).stat_index = (d * NUM_SLOTS) as u16;
         (*desc).start = p;
@@ -71,7 +71,7 @@ pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize) -> *mut u8 {
         let c = &(*heap).allocs[d * NUM_SLOTS];
         c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
-    stats::sample_peak();
+    stats::sample_peak_on_growth();
     p
 }
 

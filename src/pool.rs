@@ -5,7 +5,7 @@
 //! pool's memory is all blocks and empty pools can be purged without losing their metadata.
 
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 /// A free block: its first word links to the next free block.
 #[repr(C)]
@@ -66,8 +66,10 @@ pub enum State {
 pub struct Pool {
     /// Local free list (hot: first field).
     pub free: *mut Block,
-    /// Blocks handed out and not yet freed back here, plus [`CURRENT_BIAS`] while current.
-    pub used: u32,
+    /// Blocks handed out and not yet freed back here, plus [`CURRENT_BIAS`] while current
+    /// (`heap::FULL_SENTINEL` and below while full). Written by the owner only; atomic so that
+    /// statistics can read it from any thread (relaxed loads and stores are plain moves).
+    used: AtomicU32,
     /// `domain * NUM_SLOTS + class`: index of this pool's statistics counters.
     pub stat_index: u16,
     pub class: u8,
@@ -76,12 +78,14 @@ pub struct Pool {
     pub bump: *mut u8,
     /// End of the last whole block.
     pub end: *mut u8,
-    /// First block (the pool's first unit).
-    pub start: *mut u8,
+    /// Blocks allocated from this pool since it was last folded into its heap's counters
+    /// (owner writes, any thread reads): frees are `allocs` minus the live blocks.
+    pub allocs: AtomicU64,
     /// Block size, or the usable size of a large block.
     pub size: usize,
     pub kind: Kind,
-    pub state: State,
+    /// A [`State`], atomic for the same reason as `used`.
+    state: AtomicU8,
     /// Units this pool spans (1 for small classes).
     pub units: u8,
     /// Queue links (partial queue or sparse stack).
@@ -99,6 +103,8 @@ pub struct Pool {
     pub arena: *mut crate::arena::Arena,
     /// Length of a large block's mapping.
     pub map_len: usize,
+    /// First block (the pool's first unit).
+    pub start: *mut u8,
 }
 
 const _: () = assert!(core::mem::size_of::<Pool>() == 128);
@@ -106,25 +112,28 @@ const _: () = assert!(core::mem::size_of::<Pool>() == 128);
 const _: () = assert!(
     core::mem::offset_of!(Pool, owner_tag) >= 64 && core::mem::offset_of!(Pool, thread_free) >= 64
 );
-const _: () =
-    assert!(core::mem::offset_of!(Pool, used) < 64 && core::mem::offset_of!(Pool, stat_index) < 64);
+const _: () = assert!(
+    core::mem::offset_of!(Pool, used) < 64
+        && core::mem::offset_of!(Pool, allocs) < 64
+        && core::mem::offset_of!(Pool, stat_index) < 64
+);
 
 impl Pool {
     /// A descriptor describing nothing (a fresh value each use: it only initialises).
     #[allow(clippy::declare_interior_mutable_const)]
     pub const EMPTY: Pool = Pool {
         free: ptr::null_mut(),
-        used: 0,
+        used: AtomicU32::new(0),
         stat_index: 0,
         class: 0,
         domain: 0,
         owner_tag: AtomicUsize::new(TAG_FREE),
         bump: ptr::null_mut(),
         end: ptr::null_mut(),
-        start: ptr::null_mut(),
+        allocs: AtomicU64::new(0),
         size: 0,
         kind: Kind::Free,
-        state: State::Detached,
+        state: AtomicU8::new(State::Detached as u8),
         units: 1,
         next: ptr::null_mut(),
         prev: ptr::null_mut(),
@@ -132,7 +141,47 @@ impl Pool {
         next_remote: AtomicPtr::new(ptr::null_mut()),
         arena: ptr::null_mut(),
         map_len: 0,
+        start: ptr::null_mut(),
     };
+
+    /// `used` (see the field).
+    #[inline(always)]
+    pub fn used(&self) -> u32 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Set `used`; only the owner calls this.
+    #[inline(always)]
+    pub fn set_used(&self, v: u32) {
+        self.used.store(v, Ordering::Relaxed);
+    }
+
+    /// Where the pool stands in its heap.
+    #[inline(always)]
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Relaxed) {
+            1 => State::Current,
+            2 => State::Partial,
+            3 => State::Full,
+            4 => State::Sparse,
+            _ => State::Detached,
+        }
+    }
+
+    /// Set the state; only the owner (or the arena code, for a free unit) calls this.
+    #[inline(always)]
+    pub fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// Count one allocation (owner only: a plain increment).
+    #[inline(always)]
+    pub fn count_alloc(&self) {
+        self.allocs.store(
+            self.allocs.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+    }
 
     /// The tag word, read by any thread.
     #[inline(always)]

@@ -1,9 +1,13 @@
 //! Statistics: per-domain counts gathered from every heap, arena figures, and the text report.
 //!
-//! Counting costs one non-atomic increment per malloc and per free, in the calling thread's
-//! heap, per domain and size class. Totals are sums over all heaps, so they are exact whenever
-//! no other thread is allocating at the same time. The peak of live bytes is sampled whenever
-//! a pool or large block is taken from the OS side and whenever statistics are read.
+//! Counting costs one non-atomic increment per malloc, in the pool's descriptor (which the
+//! malloc writes anyway), and nothing per free: a pool's frees are its allocations minus its
+//! live blocks, which it tracks anyway. When a pool empties, its count is folded into its
+//! heap's per-domain, per-class counters. Totals are sums over heaps and pools in use, so they
+//! are exact whenever no other thread is allocating at the same time; a block freed by another
+//! thread counts as live until its owner takes it back (on its next slow path). Large blocks
+//! are counted in the heaps directly. The peak of live bytes is sampled when arenas are mapped
+//! (at most about 6 times per doubling of the footprint) and whenever statistics are read.
 
 use crate::abi::{pyalloc_stats, PYALLOC_STATS_VERSION};
 use crate::config::*;
@@ -25,21 +29,39 @@ pub static LARGE_LIVE_BYTES: [AtomicUsize; NUM_DOMAINS] =
 static PEAK_LIVE_BYTES: [AtomicU64; NUM_DOMAINS] = [const { AtomicU64::new(0) }; NUM_DOMAINS];
 static PEAK_MAPPED: AtomicUsize = AtomicUsize::new(0);
 
-/// Per-class live counts of one domain: `(allocations, frees)` summed over heaps.
-fn class_counts(d: usize) -> [(u64, u64); NUM_SLOTS] {
-    let mut t = [(0u64, 0u64); NUM_SLOTS];
+/// Per-domain, per-class `(allocations, frees)`, summed over heaps and pools in use.
+type Counts = [[(u64, u64); NUM_SLOTS]; NUM_DOMAINS];
+
+fn all_counts() -> Counts {
+    let mut t = [[(0u64, 0u64); NUM_SLOTS]; NUM_DOMAINS];
     heap::for_each_heap(|h| {
-        for (c, e) in t.iter_mut().enumerate() {
-            e.0 =
-                e.0.wrapping_add(h.allocs[d * NUM_SLOTS + c].load(Ordering::Relaxed));
-            e.1 =
-                e.1.wrapping_add(h.frees[d * NUM_SLOTS + c].load(Ordering::Relaxed));
+        for (d, td) in t.iter_mut().enumerate() {
+            for (c, e) in td.iter_mut().enumerate() {
+                let i = d * NUM_SLOTS + c;
+                e.0 = e.0.wrapping_add(h.allocs[i].load(Ordering::Relaxed));
+                e.1 = e.1.wrapping_add(h.frees[i].load(Ordering::Relaxed));
+            }
         }
     });
-    for (c, e) in t.iter_mut().enumerate() {
-        e.1 =
-            e.1.wrapping_add(ORPHAN_FREES[d * NUM_SLOTS + c].load(Ordering::Relaxed));
+    for (d, td) in t.iter_mut().enumerate() {
+        for (c, e) in td.iter_mut().enumerate() {
+            e.1 =
+                e.1.wrapping_add(ORPHAN_FREES[d * NUM_SLOTS + c].load(Ordering::Relaxed));
+        }
     }
+    arena::for_each_pool_in_use(|p| {
+        // SAFETY: a live descriptor of a pool in use (the arena lock is held).
+        unsafe {
+            let (d, c) = ((*p).domain as usize, (*p).class as usize);
+            if d < NUM_DOMAINS && c < NUM_SLOTS {
+                let e = &mut t[d][c];
+                let allocs = (*p).allocs.load(Ordering::Relaxed);
+                e.0 = e.0.wrapping_add(allocs);
+                e.1 =
+                    e.1.wrapping_add(allocs.wrapping_sub(heap::pool_live(p) as u64));
+            }
+        }
+    });
     t
 }
 
@@ -51,10 +73,30 @@ fn live_bytes(d: usize, counts: &[(u64, u64); NUM_SLOTS]) -> u64 {
     bytes
 }
 
+/// Bytes mapped when the peaks were last sampled on growth.
+static SAMPLED_AT_MAPPED: AtomicUsize = AtomicUsize::new(0);
+
+/// The footprint grew (an arena or a large block was mapped): sample the peaks if it grew by
+/// more than 1/8 since the last sample, so that sampling (a walk over all pools) stays a
+/// small fraction of the mapping work.
+pub fn sample_peak_on_growth() {
+    let m = arena::BYTES_MAPPED.load(Ordering::Relaxed);
+    let last = SAMPLED_AT_MAPPED.load(Ordering::Relaxed);
+    if m < last {
+        SAMPLED_AT_MAPPED.store(m, Ordering::Relaxed);
+        return;
+    }
+    if m - last <= last / 8 {
+        return;
+    }
+    SAMPLED_AT_MAPPED.store(m, Ordering::Relaxed);
+    sample_peak(&all_counts());
+}
+
 /// Update the peaks from the current figures.
-pub fn sample_peak() {
+fn sample_peak(counts: &Counts) {
     for (d, peak) in PEAK_LIVE_BYTES.iter().enumerate() {
-        let b = live_bytes(d, &class_counts(d));
+        let b = live_bytes(d, &counts[d]);
         if (b as i64) >= 0 {
             peak.fetch_max(b, Ordering::Relaxed);
         }
@@ -67,14 +109,16 @@ pub fn sample_peak() {
 
 /// Gather all statistics now.
 pub fn gather() -> pyalloc_stats {
-    sample_peak();
+    let all = all_counts();
+    sample_peak(&all);
     let mut s = pyalloc_stats {
         version: PYALLOC_STATS_VERSION,
         size: core::mem::size_of::<pyalloc_stats>() as u32,
         ..Default::default()
     };
+    let all = all_counts();
     for d in 0..NUM_DOMAINS {
-        let counts = class_counts(d);
+        let counts = all[d];
         let ds = &mut s.domains[d];
         for &(a, f) in counts.iter() {
             ds.allocations = ds.allocations.wrapping_add(a);
@@ -123,8 +167,9 @@ pub fn write_report(w: &mut impl Write) -> fmt::Result {
         POOL_SIZE >> 10,
         ARENA_SIZE >> 10
     )?;
+    let all = all_counts();
     for d in 0..NUM_DOMAINS {
-        let counts = class_counts(d);
+        let counts = all[d];
         let ds = &s.domains[d];
         writeln!(w)?;
         writeln!(
@@ -191,9 +236,10 @@ pub fn write_report(w: &mut impl Write) -> fmt::Result {
 /// Write the statistics as one JSON object.
 pub fn write_json(w: &mut impl Write) -> fmt::Result {
     let s = gather();
+    let all = all_counts();
     write!(w, "{{\"version\": {}, \"domains\": {{", s.version)?;
     for (d, ds) in s.domains.iter().enumerate() {
-        let counts = class_counts(d);
+        let counts = all[d];
         write!(
             w,
             "{}\"{}\": {{\"live_blocks\": {}, \"live_bytes\": {}, \"peak_live_bytes\": {}, \"allocations\": {}, \"frees\": {}, \"pools_in_use\": {}, \"large_blocks\": {}, \"large_bytes\": {}, \"mismatched_frees\": {}, \"classes\": [",

@@ -168,8 +168,7 @@ pub fn write_report(w: &mut impl Write) -> fmt::Result {
         ARENA_SIZE >> 10
     )?;
     let all = all_counts();
-    for d in 0..NUM_DOMAINS {
-        let counts = all[d];
+    for (d, counts) in all.iter().enumerate() {
         let ds = &s.domains[d];
         writeln!(w)?;
         writeln!(

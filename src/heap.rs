@@ -465,15 +465,11 @@ unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
             (*heap).cache[(*heap).ncache]
         } else {
             reclaim_abandoned(2, false);
-            let made = arena::ARENAS_MADE.load(Ordering::Relaxed);
             let p = arena::acquire(units);
             if p.is_null() {
                 return p;
             }
-            if arena::ARENAS_MADE.load(Ordering::Relaxed) != made {
-                // The footprint grew by an arena: a good moment to sample the peak.
-                stats::sample_peak_on_growth();
-            }
+            stats::note_units_taken(units);
             p
         };
         let bs = block_size(c);

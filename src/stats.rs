@@ -6,8 +6,9 @@
 //! heap's per-domain, per-class counters. Totals are sums over heaps and pools in use, so they
 //! are exact whenever no other thread is allocating at the same time; a block freed by another
 //! thread counts as live until its owner takes it back (on its next slow path). Large blocks
-//! are counted in the heaps directly. The peak of live bytes is sampled when arenas are mapped
-//! (at most about 6 times per doubling of the footprint) and whenever statistics are read.
+//! are counted in the heaps directly. The peak of live bytes is sampled each time heaps have
+//! taken a sixteenth of the arena footprint in pools, when large blocks grow the footprint by
+//! a sixteenth, and whenever statistics are read.
 
 use crate::abi::{pyalloc_stats, PYALLOC_STATS_VERSION};
 use crate::config::*;
@@ -76,8 +77,8 @@ fn live_bytes(d: usize, counts: &[(u64, u64); NUM_SLOTS]) -> u64 {
 /// Bytes mapped when the peaks were last sampled on growth.
 static SAMPLED_AT_MAPPED: AtomicUsize = AtomicUsize::new(0);
 
-/// The footprint grew (an arena or a large block was mapped): sample the peaks if it grew by
-/// more than 1/8 since the last sample, so that sampling (a walk over all pools) stays a
+/// The footprint grew (a large block was mapped): sample the peaks if it grew by
+/// more than 1/16 since the last sample, so that sampling (a walk over all pools) stays a
 /// small fraction of the mapping work.
 pub fn sample_peak_on_growth() {
     let m = arena::BYTES_MAPPED.load(Ordering::Relaxed);
@@ -86,11 +87,27 @@ pub fn sample_peak_on_growth() {
         SAMPLED_AT_MAPPED.store(m, Ordering::Relaxed);
         return;
     }
-    if m - last <= last / 8 {
+    if m - last <= last / 16 {
         return;
     }
     SAMPLED_AT_MAPPED.store(m, Ordering::Relaxed);
     sample_peak(&all_counts());
+}
+
+/// Pool units taken from arenas since the peaks were last sampled on that account.
+static UNITS_SINCE_SAMPLE: AtomicUsize = AtomicUsize::new(0);
+
+/// A heap took `units` pool units from the arenas (live memory may be growing, within memory
+/// the arenas kept or in new ones): sample the peaks once a sixteenth of the arena footprint
+/// has been taken since the last sample, so that a sample (a walk over all pools) costs a
+/// small, fixed share of taking pools.
+pub fn note_units_taken(units: usize) {
+    let n = UNITS_SINCE_SAMPLE.fetch_add(units, Ordering::Relaxed) + units;
+    let footprint = arena::ARENAS_ALIVE.load(Ordering::Relaxed) * UNITS_PER_ARENA;
+    if n >= (footprint / 16).max(UNITS_PER_ARENA) {
+        UNITS_SINCE_SAMPLE.store(0, Ordering::Relaxed);
+        sample_peak(&all_counts());
+    }
 }
 
 /// Update the peaks from the current figures.

@@ -104,6 +104,19 @@ int main(void) {
         a->free(NULL); /* CPython passes free(NULL) to the allocator too */
         CHECK(h->frees == 4 && h->ptr == NULL, "%s: free(NULL) seen: frees %ld, last %p", a->name, h->frees, h->ptr);
 
+        /* Every size goes through the hook, including 0 and sizes whose class has blocks
+         * ready in this thread's pools (the chain's own allocations put them there). */
+        static const size_t sizes[] = {0, 0, 1, 16, 48, 48, 512, 513, 70000};
+        for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+            long m = h->mallocs, f = h->frees;
+            void *b = a->malloc(sizes[k]);
+            CHECK(h->mallocs == m + 1 && h->size == sizes[k] && b == h->result,
+                  "%s: malloc(%zu) bypassed the hook", a->name, sizes[k]);
+            a->free(b);
+            CHECK(h->frees == f + 1 && h->ptr == b, "%s: free of a %zu-byte block bypassed the hook", a->name,
+                  sizes[k]);
+        }
+
         CHECK(total(&hooks[(d + 1) % 3]) + total(&hooks[(d + 2) % 3]) == others,
               "%s: calls reached another domain's hook", a->name);
     }

@@ -43,10 +43,14 @@ pub const PYALLOC_CHECK_COMPAT: c_int = 1;
 fn dispatch_malloc<const D: usize>(size: usize) -> *mut c_void {
     let h = tls::get();
     // SAFETY: `h` comes from tls::get. The limit is 0 while the domain is hooked, so one
-    // compare sends both large requests and hooked domains the slow way.
+    // compare sends both large requests and hooked domains the slow way (a size of 0 passes
+    // it, but its class slot never holds a block, so it gets there too).
     unsafe {
         if size <= heap::fast_max::<D>(h) {
-            return heap::malloc_small::<D>(h, size).cast();
+            let b = heap::try_pop::<D>(h, size);
+            if !b.is_null() {
+                return b.cast();
+            }
         }
         if heap::not_hooked::<D>(h) || host::host_serves_own::<D>() {
             return heap::malloc_in::<D>(h, size).cast();

@@ -273,11 +273,33 @@ pub unsafe fn malloc_in<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8
 /// `heap` is `tls::get()`; `size <= SMALL_MAX`.
 #[inline(always)]
 pub unsafe fn malloc_small<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
+    // SAFETY: as stated.
+    let b = unsafe { try_pop::<D>(heap, size) };
+    if !b.is_null() {
+        return b;
+    }
+    let b = if heap != empty_heap() {
+        // SAFETY: this thread's heap.
+        unsafe { alloc_from_class_entry(heap, D, small_index(size)) }
+    } else {
+        malloc_slow::<D>(heap, size)
+    };
+    track::malloc_like(b, size, false);
+    b
+}
+
+/// The malloc fast path alone: pop a block of `size`'s class from the current pool, or null
+/// (the pool is drained, the class is new, or `size` is 0) without doing anything else.
+///
+/// # Safety
+/// `heap` is `tls::get()`; `size <= SMALL_MAX`.
+#[inline(always)]
+pub unsafe fn try_pop<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
     debug_assert!(size <= SMALL_MAX);
     let c = small_index(size);
     // SAFETY: `heap` is this thread's heap or the shared empty heap (only this thread touches
-    // its pools), every slot points at a valid descriptor (the empty one has no free block),
-    // and blocks on a free list are free blocks of that pool.
+    // its pools), every slot points at a valid descriptor (the empty one, and slot 0's, have
+    // no free block), and blocks on a free list are free blocks of that pool.
     unsafe {
         let pool = *(*heap).pools.get_unchecked(D).get_unchecked(c);
         let b = (*pool).free;
@@ -287,17 +309,9 @@ pub unsafe fn malloc_small<const D: usize>(heap: *mut Heap, size: usize) -> *mut
             (*pool).set_used((*pool).used() + 1);
             (*pool).count_alloc();
             track::malloc_like(b.cast(), size, false);
-            return b.cast();
         }
+        b.cast()
     }
-    let b = if heap != empty_heap() {
-        // SAFETY: this thread's heap.
-        unsafe { alloc_from_class_entry(heap, D, c) }
-    } else {
-        malloc_slow::<D>(heap, size)
-    };
-    track::malloc_like(b, size, false);
-    b
 }
 
 /// Out-of-line entry of [`alloc_from_class`] for the malloc fast path (zero-size requests

@@ -75,15 +75,34 @@ fn find_host_tables(set: *mut c_void) {
             if (*info).dlpi_addr as usize != s.base && !((*info).dlpi_addr == 0 && s.base == 0) {
                 return 0;
             }
+            // The part of the writable segment made read-only after relocation (GOT, vtables)
+            // cannot hold the tables; skipping it keeps those file pages from being read in.
+            let bias = (*info).dlpi_addr as usize;
+            let (mut relro_lo, mut relro_hi) = (0usize, 0usize);
+            for i in 0..(*info).dlpi_phnum as usize {
+                let ph = &*(*info).dlpi_phdr.add(i);
+                if ph.p_type == libc::PT_GNU_RELRO {
+                    relro_lo = bias + ph.p_vaddr as usize;
+                    relro_hi = relro_lo + ph.p_memsz as usize;
+                }
+            }
             for i in 0..(*info).dlpi_phnum as usize {
                 let ph = &*(*info).dlpi_phdr.add(i);
                 if ph.p_type != libc::PT_LOAD || ph.p_flags & libc::PF_W == 0 {
                     continue;
                 }
-                let start = ((*info).dlpi_addr as usize + ph.p_vaddr as usize) & !7;
-                let words = ph.p_memsz as usize / 8;
+                let mut start = (bias + ph.p_vaddr as usize) & !7;
+                let end = bias + ph.p_vaddr as usize + ph.p_memsz as usize;
+                if start >= relro_lo && start < relro_hi {
+                    start = (relro_hi + 7) & !7;
+                }
+                let words = end.saturating_sub(start) / 8;
                 let mem = start as *const usize;
                 for w in 0..words.saturating_sub(5) {
+                    if s.found.iter().all(|&f| f != 0) {
+                        // All found: reading on would only fault in more pages.
+                        return 1;
+                    }
                     for d in 0..3 {
                         if s.found[d] == 0
                             && *mem.add(w + 1) == s.want[d][1]

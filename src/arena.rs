@@ -132,6 +132,8 @@ pub fn set_allocator(a: &PyObjectArenaAllocator) {
 struct Arenas {
     /// `buckets[n]`: arenas with `n` free units (n >= 1).
     buckets: [*mut Arena; UNITS_PER_ARENA + 1],
+    /// Bit `n`: `buckets[n]` is not empty (so the fullest arena with room is found at once).
+    nonempty: u128,
     all: *mut Arena,
     /// Arenas alive, and those entirely free.
     count: usize,
@@ -153,6 +155,7 @@ unsafe impl Send for Arenas {}
 
 static ARENAS: SpinLock<Arenas> = SpinLock::new(Arenas {
     buckets: [ptr::null_mut(); UNITS_PER_ARENA + 1],
+    nonempty: 0,
     all: ptr::null_mut(),
     count: 0,
     empty: 0,
@@ -192,6 +195,9 @@ impl Arenas {
             }
             if (*a).prev.is_null() {
                 self.buckets[n] = (*a).next;
+                if (*a).next.is_null() {
+                    self.nonempty &= !(1u128 << n);
+                }
             } else {
                 (*(*a).prev).next = (*a).next;
             }
@@ -216,12 +222,17 @@ impl Arenas {
                 (*(*a).next).prev = a;
             }
             self.buckets[n] = a;
+            self.nonempty |= 1u128 << n;
         }
     }
 
     /// Find `k` contiguous free units in an existing arena, fullest arena first.
     fn find(&mut self, k: usize) -> Option<(*mut Arena, usize)> {
-        for n in k..=UNITS_PER_ARENA {
+        // Buckets of `k` or more free units that hold an arena, lowest first.
+        let mut nonempty = self.nonempty & (u128::MAX << k);
+        while nonempty != 0 {
+            let n = nonempty.trailing_zeros() as usize;
+            nonempty &= nonempty - 1;
             let mut a = self.buckets[n];
             while !a.is_null() {
                 // SAFETY: bucket lists hold live arenas (lock held).

@@ -102,6 +102,12 @@ print(top.size, top.count, top.traceback[0].lineno)
     check(r.returncode == 0 and r.stdout.split()[0] == str(6000), f"extension roundtrip (got {r.stdout!r})", r.stderr)
     check("(0, 1, 2)" in r.stdout, f"extension blocks are in the raw, mem, object domains (got {r.stdout!r})", r.stderr)
 
+    # ... and with PYALLOC_RAW=libc the raw domain stays on the host's malloc.
+    r = run(py, "import pyalloc_testext as t; print(t.roundtrip(1000), t.domains())", lib=lib,
+            env_extra={"PYALLOC_RAW": "libc"})
+    check(r.returncode == 0 and r.stdout.split()[0] == str(6000) and "(-1, 1, 2)" in r.stdout,
+          f"PYALLOC_RAW=libc: raw blocks are libc's, the others pyalloc's (got {r.stdout!r})", r.stderr)
+
     # 4. PYTHONMALLOC=debug: CPython's debug hooks over pyalloc catch an overflow in the extension.
     r = run(py, "import pyalloc_testext as t, pyalloc_stats as p; print(p.mode(), t.domains(), flush=True); t.overflow()",
             lib=lib, env_extra={"PYTHONMALLOC": "debug"})

@@ -64,6 +64,8 @@ pub struct Heap {
     /// paths. Bit `i` of `delayed_bits` marks a non-empty slot `i`.
     delayed: [Delayed; NUM_DOMAINS * NUM_SLOTS],
     delayed_bits: [u64; DELAYED_WORDS],
+    /// When (ms) the empty current pools of medium classes were last given up.
+    swept_at: u64,
     /// Empty single-unit pools kept for reuse.
     cache: [*mut Pool; HEAP_EMPTY_POOLS],
     ncache: usize,
@@ -139,6 +141,7 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     remote: AtomicPtr::new(ptr::null_mut()),
     delayed: [Delayed::EMPTY; NUM_DOMAINS * NUM_SLOTS],
     delayed_bits: [0; DELAYED_WORDS],
+    swept_at: 0,
     cache: [ptr::null_mut(); HEAP_EMPTY_POOLS],
     ncache: 0,
     next_all: AtomicPtr::new(ptr::null_mut()),
@@ -405,9 +408,15 @@ unsafe fn refill_slow(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
     // SAFETY: (whole body) the caller owns `heap`.
     unsafe {
         // A slow moment: hand the delayed remote frees over, so their owners can reuse them,
-        // and give back memory that has been free for the purge delay.
+        // give back memory that has been free for the purge delay, and now and then give up
+        // empty current pools of medium classes.
         flush_delayed(heap);
         arena::tick();
+        let now = crate::os::now_ms();
+        if now >= (*heap).swept_at.saturating_add(MEDIUM_SWEEP_MS) {
+            (*heap).swept_at = now;
+            sweep_medium(heap);
+        }
         if !(*heap).remote.load(Ordering::Relaxed).is_null() {
             collect_remote(heap);
             let p = adopt_partial_head(heap, d * NUM_SLOTS + c);
@@ -421,6 +430,34 @@ unsafe fn refill_slow(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
         }
         (*heap).pools[d][c] = p;
         extend_and_pop(p, c)
+    }
+}
+
+/// How often (ms, at most) a heap gives up its empty current pools of medium classes.
+const MEDIUM_SWEEP_MS: u64 = 100;
+
+/// Give up the current pools of medium classes that hold no block. A current pool is never
+/// released when it empties (so that a block allocated and freed in a loop does not take and
+/// release a pool each time), but a medium pool holds up to 64 KiB blocks whose pages stay
+/// resident while nothing uses them, once per domain and class. Released, its units can serve
+/// any class. Doing it at most every [`MEDIUM_SWEEP_MS`] bounds the cost for a loop.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+unsafe fn sweep_medium(heap: *mut Heap) {
+    // SAFETY: as stated.
+    unsafe {
+        for d in 0..NUM_DOMAINS {
+            for c in NUM_SMALL + 1..NUM_SLOTS {
+                let p = (*heap).pools[d][c];
+                if p != pool::empty() && (*p).used() == CURRENT_BIAS {
+                    (*p).set_used(0);
+                    (*heap).pools[d][c] = pool::empty();
+                    (*p).set_state(State::Detached);
+                    retire_empty(heap, p);
+                }
+            }
+        }
     }
 }
 

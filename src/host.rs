@@ -168,19 +168,32 @@ fn find_host_tables(set: *mut c_void) {
                 a.free.map_or(0, |f| f as usize),
             ];
         }
+        let raw_libc = RAW_LIBC.load(Ordering::Relaxed);
+        if raw_libc {
+            s.found[RAW] = 1; // not installed there: nothing to look for
+        }
         libc::dl_iterate_phdr(Some(each), &mut s as *mut Search as *mut c_void);
+        if raw_libc {
+            s.found[RAW] = 0;
+        }
         for (slot, &found) in HOST_TABLES.iter().zip(s.found.iter()) {
             slot.store(found as *mut PyMemAllocatorEx, Ordering::Release);
         }
     }
 }
 
-/// Install pyalloc's allocators in the host's three domains.
+/// `PYALLOC_RAW=libc`: leave the host's raw domain on its own allocator (libc malloc).
+static RAW_LIBC: AtomicBool = AtomicBool::new(false);
+
+/// Install pyalloc's allocators in the host's three domains (two with `PYALLOC_RAW=libc`).
 fn install_own(set: *mut c_void) {
     // SAFETY: `set` is the host's PyMem_SetAllocator; the structs live for the call.
     unsafe {
         let set: SetAllocatorFn = core::mem::transmute::<*mut c_void, SetAllocatorFn>(set);
         for d in [RAW, MEM, OBJ] {
+            if d == RAW && RAW_LIBC.load(Ordering::Relaxed) {
+                continue;
+            }
             let mut a = domain::own_allocator(d, false);
             set(d as PyMemAllocatorDomain, &mut a);
         }
@@ -439,8 +452,9 @@ fn read_cmdline(buf: &mut [u8]) -> usize {
 type SetAllocatorFn = unsafe extern "C" fn(PyMemAllocatorDomain, *mut PyMemAllocatorEx);
 
 /// Decide and install at load. `verbose` prints the decision.
-pub fn install_at_load(verbose: bool, check_explicit: bool) {
+pub fn install_at_load(verbose: bool, check_explicit: bool, raw_libc: bool) {
     VERBOSE.store(verbose, Ordering::Relaxed);
+    RAW_LIBC.store(raw_libc, Ordering::Relaxed);
     let set = resolve(c"PyMem_SetAllocator");
     if set.is_null() {
         return; // standalone

@@ -62,7 +62,7 @@ fn init_slow() {
         unsafe { libc::atexit(print_stats_at_exit) };
     }
     STATE.store(DONE, Ordering::Release);
-    host::install_at_load(o.verbose, o.check_explicit);
+    host::install_at_load(o.verbose, o.check_explicit, o.raw_libc);
     if !host::present() && options::read_debug().at_load {
         crate::debug::setup();
     }

@@ -115,8 +115,9 @@ int main(void) {
         CHECK(DD(b, a, d, allocations) == 1 && DD(b, a, d, frees) == 1 && DD(b, a, d, live_blocks) == 0,
               "%s: moving realloc counted %lld allocations, %lld frees", APIS[d].name, DD(b, a, d, allocations),
               DD(b, a, d, frees));
-        CHECK(DD(b, a, d, live_bytes) == 4096 - 16, "%s: moving realloc live_bytes delta %lld", APIS[d].name,
-              DD(b, a, d, live_bytes));
+        /* A medium block grown by realloc gets a quarter of headroom (4000 -> the 5000 class). */
+        CHECK(DD(b, a, d, live_bytes) == (long long)expected_block_size(4000 + 4000 / 4) - 16,
+              "%s: moving realloc live_bytes delta %lld", APIS[d].name, DD(b, a, d, live_bytes));
         void *r = APIS[d].realloc(q, 3900);
         pyalloc_stats c = st();
         CHECK(r != q || (DD(c, b, d, allocations) == 0 && DD(c, b, d, frees) == 0),

@@ -1095,6 +1095,14 @@ pub unsafe fn realloc<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
             track::reallocated_in_place(p, old, n);
             return p;
         }
+        if n > old && n > SMALL_MAX && n <= MEDIUM_MAX {
+            // A medium block growing by realloc is most likely a buffer being built (CPython's
+            // writers and lists grow by 12-25% a step). A class cannot grow in place, as
+            // malloc's chunks often can, so leave a quarter of headroom: the next step or two
+            // then fit without a copy.
+            let grown = (n + n / 4).min(MEDIUM_MAX);
+            return move_block::<D>(p, old, grown, pool, tag);
+        }
         move_block::<D>(p, old, n, pool, tag)
     }
 }

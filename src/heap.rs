@@ -69,6 +69,18 @@ pub struct Heap {
     /// Empty single-unit pools kept for reuse.
     cache: [*mut Pool; HEAP_EMPTY_POOLS],
     ncache: usize,
+    /// Per small slot, a descriptor that is no pool: its free list holds blocks of *other*
+    /// heaps' pools that this thread freed (at most [`FOREIGN_CAP`]), and it becomes the
+    /// slot's current pool when the real one runs dry, so the malloc fast path hands those
+    /// blocks out as it does its own. In a producer/consumer pattern the consumer thus reuses
+    /// the blocks it frees, whose cache lines it holds, instead of sending each back across
+    /// cores to be missed there again (tcmalloc's thread caches do the same). Its `used` is
+    /// [`FOREIGN_BASE`] minus the blocks listed; its allocation count is this heap's. The
+    /// blocks go back to their owners (as delayed remote frees) on `pyalloc_collect` and at
+    /// thread exit.
+    foreign: [Pool; FOREIGN_SLOTS],
+    /// Some foreign-block descriptor may hold blocks (so refills look at them).
+    foreign_any: bool,
     /// List of all heaps (append-only, so it can be walked without a lock).
     next_all: AtomicPtr<Heap>,
     /// List of abandoned heaps (under the HEAPS lock).
@@ -78,6 +90,17 @@ pub struct Heap {
 }
 
 const _: () = assert!(core::mem::align_of::<Heap>() >= HEAP_ALIGN);
+
+/// Slots with a foreign-block descriptor: the small classes of every domain.
+const FOREIGN_SLOTS: usize = NUM_DOMAINS * (NUM_SMALL + 1);
+/// `used` of an empty foreign-block descriptor (see [`Heap::foreign`]).
+const FOREIGN_BASE: u32 = 1 << 30;
+
+/// Index of slot (`d`, `c`) among the foreign-block descriptors, if it has one.
+#[inline(always)]
+fn foreign_index(d: usize, c: usize) -> Option<usize> {
+    (c <= NUM_SMALL).then_some(d * (NUM_SMALL + 1) + c)
+}
 
 /// Words of the delayed-slot bitmap.
 const DELAYED_WORDS: usize = (NUM_DOMAINS * NUM_SLOTS).div_ceil(64);
@@ -144,6 +167,8 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     swept_at: 0,
     cache: [ptr::null_mut(); HEAP_EMPTY_POOLS],
     ncache: 0,
+    foreign: [const { Pool::EMPTY }; FOREIGN_SLOTS],
+    foreign_any: false,
     next_all: AtomicPtr::new(ptr::null_mut()),
     next_abandoned: ptr::null_mut(),
     attached: false,
@@ -169,6 +194,14 @@ pub fn set_hooked(d: usize, hooked: bool) {
         h.hooked.store(bits, Ordering::SeqCst);
         set_tags(h, bits);
     });
+}
+
+impl Heap {
+    /// Allocations served from the foreign-block descriptor of slot (`d`, `c`) and not yet
+    /// folded into the heap's counters (for statistics, from any thread).
+    pub fn foreign_allocs(&self, d: usize, c: usize) -> u64 {
+        foreign_index(d, c).map_or(0, |fi| self.foreign[fi].allocs.load(Ordering::Relaxed))
+    }
 }
 
 /// Set a heap's malloc fast-path limits for the hooked bits `bits`.
@@ -377,18 +410,31 @@ unsafe fn alloc_from_class(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
     // SAFETY: (whole body) the caller owns `heap`, so its pools' local fields are ours.
     unsafe {
         let pool = *(*heap).pools.get_unchecked(d).get_unchecked(c);
+        if !(*pool).free.is_null() {
+            return pop(pool);
+        }
+        if (*heap).foreign_any {
+            return foreign_refill(heap, pool, d, c);
+        }
         if pool != pool::empty() {
-            if !(*pool).free.is_null() {
-                return pop(pool);
-            }
             if (*pool).bump < (*pool).end {
                 return extend_and_pop(pool, c);
             }
-            // Exhausted: retire it as full until frees come back.
-            debug_assert_eq!((*pool).used() - CURRENT_BIAS, CAPACITY[c]);
-            (*pool).set_used(FULL_SENTINEL);
-            (*pool).set_state(State::Full);
+            retire_full(pool, c);
         }
+        adopt_or_refill(heap, d, c)
+    }
+}
+
+/// The slot's current pool is retired (or was none): the head of the partial queue, else
+/// [`refill_slow`].
+///
+/// # Safety
+/// The calling thread owns `heap`.
+#[inline(always)]
+unsafe fn adopt_or_refill(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
+    // SAFETY: as stated.
+    unsafe {
         // Partial pools always have free blocks.
         let p = adopt_partial_head(heap, d * NUM_SLOTS + c);
         if !p.is_null() {
@@ -396,6 +442,57 @@ unsafe fn alloc_from_class(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
         }
         (*heap).pools[d][c] = pool::empty();
         refill_slow(heap, d, c)
+    }
+}
+
+/// The current pool ran dry: retire it as full until frees come back.
+///
+/// # Safety
+/// The calling thread owns the heap whose current pool of class `c` is `pool`, exhausted.
+#[inline(always)]
+unsafe fn retire_full(pool: *mut Pool, c: usize) {
+    // SAFETY: as stated.
+    unsafe {
+        debug_assert_eq!((*pool).used() - CURRENT_BIAS, CAPACITY[c]);
+        (*pool).set_used(FULL_SENTINEL);
+        (*pool).set_state(State::Full);
+    }
+}
+
+/// [`alloc_from_class`]'s step for a heap that holds blocks of other heaps
+/// ([`Heap::foreign`]): the slot's drained current pool is either the foreign-block
+/// descriptor, which is left for the heap's own pools, or a real pool, extended or retired,
+/// after which the foreign blocks (if any) come first, then the partial pools.
+///
+/// # Safety
+/// The calling thread owns `heap`; `pool` is slot (`d`, `c`)'s current pool (drained) or the
+/// empty descriptor.
+#[inline(never)]
+unsafe fn foreign_refill(heap: *mut Heap, pool: *mut Pool, d: usize, c: usize) -> *mut u8 {
+    // SAFETY: as stated.
+    unsafe {
+        if pool != pool::empty() {
+            if (*pool).state() != State::Current {
+                // The foreign-block descriptor (the only non-pool a slot holds besides the
+                // empty one) ran out: back to the heap's own pools.
+                fold_foreign(heap, pool, d * NUM_SLOTS + c);
+                return adopt_or_refill(heap, d, c);
+            }
+            if (*pool).bump < (*pool).end {
+                return extend_and_pop(pool, c);
+            }
+            retire_full(pool, c);
+        }
+        // Blocks of other threads freed here come first: their lines are in this core's
+        // cache. The fast path serves them from the foreign-block descriptor.
+        if let Some(fi) = foreign_index(d, c) {
+            let f: *mut Pool = (*heap).foreign.get_unchecked_mut(fi);
+            if !(*f).free.is_null() {
+                *(*heap).pools.get_unchecked_mut(d).get_unchecked_mut(c) = f;
+                return pop(f);
+            }
+        }
+        adopt_or_refill(heap, d, c)
     }
 }
 
@@ -699,8 +796,75 @@ unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p: *mut u8) {
             remote_free(owner, pool, p.cast(), p.cast(), 1);
             track::free_like(p);
         } else {
-            delay_remote(heap, owner, pool, p.cast());
+            let b = p as *mut Block;
+            match foreign_index((*pool).domain as usize, (*pool).class as usize) {
+                Some(fi) if FOREIGN_BASE - (*heap).foreign[fi].used() < FOREIGN_CAP => {
+                    let f = &mut (*heap).foreign[fi];
+                    (*b).next = f.free;
+                    f.free = b;
+                    f.set_used(f.used() - 1);
+                    (*heap).foreign_any = true;
+                }
+                _ => delay_remote(heap, owner, pool, b),
+            }
             track::free_like(p);
+        }
+    }
+}
+
+/// Blocks of other heaps' pools a heap keeps per small slot for itself ([`Heap::foreign`]).
+const FOREIGN_CAP: u32 = 64;
+
+/// Hand every block in the heap's foreign-block descriptors back to its owner (as delayed
+/// remote frees: they were counted as frees when listed) and fold their allocation counts
+/// into the heap's counters.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+unsafe fn flush_foreign(heap: *mut Heap) {
+    // SAFETY: as stated; every listed block is a free block of a live pool of another heap,
+    // which its uncollected blocks keep from being released.
+    unsafe {
+        if !(*heap).foreign_any {
+            return;
+        }
+        (*heap).foreign_any = false;
+        for d in 0..NUM_DOMAINS {
+            for c in 1..=NUM_SMALL {
+                let fi = d * (NUM_SMALL + 1) + c;
+                let f: *mut Pool = &mut (*heap).foreign[fi];
+                if (*heap).pools[d][c] == f {
+                    (*heap).pools[d][c] = pool::empty();
+                }
+                fold_foreign(heap, f, d * NUM_SLOTS + c);
+                let mut b = (*f).free;
+                (*f).free = ptr::null_mut();
+                (*f).set_used(FOREIGN_BASE);
+                while !b.is_null() {
+                    track::defined(b, size_of::<Block>());
+                    let next = (*b).next;
+                    let pool = pagemap::lookup(b as usize);
+                    let tag = (*pool).owner_tag.load(Ordering::Acquire);
+                    delay_remote(heap, (tag & !(HEAP_ALIGN - 1)) as *mut Heap, pool, b);
+                    track::no_access(b, size_of::<Block>());
+                    b = next;
+                }
+            }
+        }
+    }
+}
+
+/// Move a foreign-block descriptor's allocation count into the heap's counters of slot `i`.
+///
+/// # Safety
+/// The calling thread owns `heap`; `f` is one of its foreign-block descriptors.
+unsafe fn fold_foreign(heap: *mut Heap, f: *mut Pool, i: usize) {
+    // SAFETY: as stated.
+    unsafe {
+        let n = (*f).allocs.load(Ordering::Relaxed);
+        if n != 0 {
+            add((*heap).allocs.get_unchecked(i), n);
+            (*f).allocs.store(0, Ordering::Relaxed);
         }
     }
 }
@@ -1244,6 +1408,9 @@ fn attach() -> *mut Heap {
                 for d in 0..NUM_DOMAINS {
                     (*h).pools[d] = [pool::empty(); NUM_SLOTS];
                 }
+                for f in (*h).foreign.iter() {
+                    f.set_used(FOREIGN_BASE);
+                }
                 let mut head = ALL_HEAPS.load(Ordering::Relaxed);
                 loop {
                     (*h).next_all.store(head, Ordering::Relaxed);
@@ -1301,6 +1468,7 @@ pub unsafe fn detach(h: *mut Heap) {
 unsafe fn trim(h: *mut Heap) {
     // SAFETY: as stated.
     unsafe {
+        flush_foreign(h);
         flush_delayed(h);
         collect_remote(h);
         for d in 0..NUM_DOMAINS {

@@ -40,6 +40,7 @@ fn all_counts() -> Counts {
             for (c, e) in td.iter_mut().enumerate() {
                 let i = d * NUM_SLOTS + c;
                 e.0 = e.0.wrapping_add(h.allocs[i].load(Ordering::Relaxed));
+                e.0 = e.0.wrapping_add(h.foreign_allocs(d, c));
                 e.1 = e.1.wrapping_add(h.frees[i].load(Ordering::Relaxed));
             }
         }

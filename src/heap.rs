@@ -254,13 +254,7 @@ pub fn empty_heap() -> *mut Heap {
 /// Head of the list of all heaps.
 static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(ptr::null_mut());
 
-/// Increment a counter that only this thread writes (a plain `add` on x86-64).
-#[inline(always)]
-fn bump(c: &AtomicU64) {
-    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
-}
-
-/// Add to a counter that only this thread writes.
+/// Add to a counter that only this thread writes (a plain `add` on x86-64).
 #[inline(always)]
 fn add(c: &AtomicU64, n: u64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
@@ -273,7 +267,7 @@ fn count_free(heap: *mut Heap, index: usize) {
         stats::ORPHAN_FREES[index].fetch_add(1, Ordering::Relaxed);
     } else {
         // SAFETY: `heap` is this thread's heap; counters are atomics.
-        unsafe { bump(&(*heap).frees[index]) };
+        unsafe { add(&(*heap).frees[index], 1) };
     }
 }
 
@@ -338,15 +332,12 @@ pub unsafe fn try_pop<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
     // no free block), and blocks on a free list are free blocks of that pool.
     unsafe {
         let pool = *(*heap).pools.get_unchecked(D).get_unchecked(c);
-        let b = (*pool).free;
-        if !b.is_null() {
-            track::defined(b, size_of::<Block>());
-            (*pool).free = (*b).next;
-            (*pool).set_used((*pool).used() + 1);
-            (*pool).count_alloc();
-            track::malloc_like(b.cast(), size, false);
+        if (*pool).free.is_null() {
+            return ptr::null_mut();
         }
-        b.cast()
+        let b = pop(pool);
+        track::malloc_like(b, size, false);
+        b
     }
 }
 
@@ -546,14 +537,26 @@ unsafe fn sweep_medium(heap: *mut Heap) {
     unsafe {
         for d in 0..NUM_DOMAINS {
             for c in NUM_SMALL + 1..NUM_SLOTS {
-                let p = (*heap).pools[d][c];
-                if p != pool::empty() && (*p).used() == CURRENT_BIAS {
-                    (*p).set_used(0);
-                    (*heap).pools[d][c] = pool::empty();
-                    (*p).set_state(State::Detached);
-                    retire_empty(heap, p);
-                }
+                give_up_if_empty(heap, d, c);
             }
+        }
+    }
+}
+
+/// If the current pool of slot (`d`, `c`) holds no block, take it out of the slot and retire
+/// it (into the heap's cache or back to its arena).
+///
+/// # Safety
+/// The calling thread owns `heap`.
+unsafe fn give_up_if_empty(heap: *mut Heap, d: usize, c: usize) {
+    // SAFETY: as stated.
+    unsafe {
+        let p = (*heap).pools[d][c];
+        if p != pool::empty() && (*p).used() == CURRENT_BIAS {
+            (*p).set_used(0);
+            (*heap).pools[d][c] = pool::empty();
+            (*p).set_state(State::Detached);
+            retire_empty(heap, p);
         }
     }
 }
@@ -1473,13 +1476,7 @@ unsafe fn trim(h: *mut Heap) {
         collect_remote(h);
         for d in 0..NUM_DOMAINS {
             for c in 1..NUM_SLOTS {
-                let p = (*h).pools[d][c];
-                if p != pool::empty() && (*p).used() == CURRENT_BIAS {
-                    (*p).set_used(0);
-                    (*h).pools[d][c] = pool::empty();
-                    (*p).set_state(State::Detached);
-                    retire_empty(h, p);
-                }
+                give_up_if_empty(h, d, c);
             }
         }
         while (*h).ncache > 0 {

@@ -72,7 +72,7 @@ fn find_host_tables(set: *mut c_void) {
         // SAFETY: the loader passes a valid info; `data` is our Search.
         unsafe {
             let s = &mut *(data as *mut Search);
-            if (*info).dlpi_addr as usize != s.base && !((*info).dlpi_addr == 0 && s.base == 0) {
+            if (*info).dlpi_addr as usize != s.base {
                 return 0;
             }
             // The part of the writable segment made read-only after relocation (GOT, vtables)
@@ -116,48 +116,18 @@ fn find_host_tables(set: *mut c_void) {
             1
         }
     }
-    // SAFETY: dladdr on the host's function; the Search outlives the iteration.
+    // The object that defines the host's function; dl_iterate_phdr names objects by load
+    // bias (0 for a non-PIE executable).
+    let Some((bias, _, _)) = object_of(set as usize) else {
+        return;
+    };
+    let mut s = Search {
+        base: bias,
+        want: [[0; 5]; 3],
+        found: [0; 3],
+    };
+    // SAFETY: the Search outlives the iteration.
     unsafe {
-        let mut info: libc::Dl_info = core::mem::zeroed();
-        if libc::dladdr(set, &mut info) == 0 {
-            return;
-        }
-        let mut s = Search {
-            base: 0,
-            want: [[0; 5]; 3],
-            found: [0; 3],
-        };
-        // dl_iterate_phdr reports load biases; dladdr gives the load address of the object.
-        // For a shared object they coincide; for a non-PIE executable the bias is 0.
-        s.base = info.dli_fbase as usize;
-        unsafe extern "C" fn bias_of(
-            info: *mut libc::dl_phdr_info,
-            _size: usize,
-            data: *mut c_void,
-        ) -> c_int {
-            // SAFETY: as above; `data` is (wanted load address, out bias).
-            unsafe {
-                let d = &mut *(data as *mut (usize, usize, bool));
-                for i in 0..(*info).dlpi_phnum as usize {
-                    let ph = &*(*info).dlpi_phdr.add(i);
-                    if ph.p_type == libc::PT_LOAD
-                        && ph.p_offset == 0
-                        && (*info).dlpi_addr as usize + ph.p_vaddr as usize == d.0
-                    {
-                        d.1 = (*info).dlpi_addr as usize;
-                        d.2 = true;
-                        return 1;
-                    }
-                }
-                0
-            }
-        }
-        let mut q = (s.base, 0usize, false);
-        libc::dl_iterate_phdr(Some(bias_of), &mut q as *mut _ as *mut c_void);
-        if !q.2 {
-            return;
-        }
-        s.base = q.1;
         for d in 0..3 {
             let a = domain::own_allocator(d, false);
             s.want[d] = [
@@ -318,14 +288,25 @@ fn own_range() -> (usize, usize) {
     if hi != 0 {
         return (RANGE[0].load(Ordering::Relaxed), hi);
     }
+    let Some((_, lo, hi)) = object_of(own_range as *const () as usize) else {
+        return (0, 0);
+    };
+    RANGE[0].store(lo, Ordering::Relaxed);
+    RANGE[1].store(hi, Ordering::Release);
+    (lo, hi)
+}
+
+/// The loaded object (executable or shared library) one of whose loadable segments holds
+/// `addr`: its load bias, and the lowest and highest address of its loadable segments.
+fn object_of(addr: usize) -> Option<(usize, usize, usize)> {
     unsafe extern "C" fn each(
         info: *mut libc::dl_phdr_info,
         _size: usize,
         data: *mut c_void,
     ) -> c_int {
-        // SAFETY: the loader passes a valid info; `data` is (address to find, lo, hi).
+        // SAFETY: the loader passes a valid info; `data` is (address to find, out result).
         unsafe {
-            let d = &mut *(data as *mut (usize, usize, usize));
+            let d = &mut *(data as *mut (usize, Option<(usize, usize, usize)>));
             let bias = (*info).dlpi_addr as usize;
             let (mut lo, mut hi, mut mine) = (usize::MAX, 0usize, false);
             for i in 0..(*info).dlpi_phnum as usize {
@@ -340,21 +321,16 @@ fn own_range() -> (usize, usize) {
                 mine |= (start..end).contains(&d.0);
             }
             if mine {
-                d.1 = lo;
-                d.2 = hi;
+                d.1 = Some((bias, lo, hi));
                 return 1;
             }
             0
         }
     }
-    let mut d = (own_range as *const () as usize, 0usize, 0usize);
+    let mut d: (usize, Option<(usize, usize, usize)>) = (addr, None);
     // SAFETY: the iteration only reads loader data; `d` outlives it.
     unsafe { libc::dl_iterate_phdr(Some(each), &mut d as *mut _ as *mut c_void) };
-    if d.2 != 0 {
-        RANGE[0].store(d.1, Ordering::Relaxed);
-        RANGE[1].store(d.2, Ordering::Release);
-    }
-    (d.1, d.2)
+    d.1
 }
 
 /// The definition of `name` that is not pyalloc's own: the first in the global scope (a

@@ -98,7 +98,7 @@ typedef struct _typeobject {
 /*
  Version of [`pyalloc_stats`]; bumped when fields are added (at the end).
  */
-#define PYALLOC_STATS_VERSION 1
+#define PYALLOC_STATS_VERSION 2
 
 /*
  Phases reported to callbacks.
@@ -267,6 +267,16 @@ typedef struct {
      Pointers not owned by pyalloc handed to libc free/realloc (compat mode).
      */
     uint64_t foreign_frees;
+    /*
+     Version 2: bytes of freed large blocks kept mapped for reuse, and large requests they
+     served since the start.
+     */
+    uint64_t large_cached_bytes;
+    uint64_t large_cache_hits;
+    /*
+     Version 2: times the OS refused memory and pyalloc gave back what it held to retry.
+     */
+    uint64_t oom_events;
 } pyalloc_stats;
 
 /*

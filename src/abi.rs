@@ -55,7 +55,7 @@ pub struct PyObjectArenaAllocator {
 }
 
 /// Version of [`pyalloc_stats`]; bumped when fields are added (at the end).
-pub const PYALLOC_STATS_VERSION: u32 = 1;
+pub const PYALLOC_STATS_VERSION: u32 = 2;
 
 /// Statistics of one domain.
 #[repr(C)]
@@ -107,6 +107,12 @@ pub struct pyalloc_stats {
     pub heaps_abandoned: u64,
     /// Pointers not owned by pyalloc handed to libc free/realloc (compat mode).
     pub foreign_frees: u64,
+    /// Version 2: bytes of freed large blocks kept mapped for reuse, and large requests they
+    /// served since the start.
+    pub large_cached_bytes: u64,
+    pub large_cache_hits: u64,
+    /// Version 2: times the OS refused memory and pyalloc gave back what it held to retry.
+    pub oom_events: u64,
 }
 
 /// Statistics of one generation (`gc.get_stats()`).

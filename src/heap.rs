@@ -292,7 +292,7 @@ pub unsafe fn malloc_in<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8
         unsafe { malloc_small::<D>(heap, size) }
     } else {
         let b = malloc_slow::<D>(heap, size);
-        track::malloc_like(b, size, size > MEDIUM_MAX);
+        track::malloc_like(b, size, false);
         b
     }
 }
@@ -366,11 +366,28 @@ fn malloc_slow<const D: usize>(mut heap: *mut Heap, size: usize) -> *mut u8 {
     }
     if size > MEDIUM_MAX {
         // SAFETY: `heap` is this thread's heap.
-        return unsafe { large::alloc(heap, D, size) };
+        return unsafe { alloc_large(heap, D, size, false) };
     }
     let c = if size == 0 { 1 } else { class_of(size) };
     // SAFETY: `heap` is this thread's heap.
     unsafe { alloc_from_class(heap, D, c) }
+}
+
+/// A large block; when the OS refuses, give back what is held and try once more.
+///
+/// # Safety
+/// `heap` is this thread's heap (not the empty one).
+#[cold]
+unsafe fn alloc_large(heap: *mut Heap, d: usize, size: usize, zero: bool) -> *mut u8 {
+    // SAFETY: as stated.
+    unsafe {
+        let p = large::alloc(heap, d, size, zero);
+        if !p.is_null() || size > MAX_REQUEST {
+            return p;
+        }
+        relieve_pressure();
+        large::alloc(heap, d, size, zero)
+    }
 }
 
 /// Pop a block from a pool known to have one, and count it.
@@ -500,6 +517,7 @@ unsafe fn refill_slow(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
         // empty current pools of medium classes.
         flush_delayed(heap);
         arena::tick();
+        large::tick();
         let now = crate::os::now_ms();
         if now >= (*heap).swept_at.saturating_add(MEDIUM_SWEEP_MS) {
             (*heap).swept_at = now;
@@ -616,9 +634,13 @@ unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool {
             (*heap).cache[(*heap).ncache]
         } else {
             reclaim_abandoned(2, false);
-            let p = arena::acquire(units);
+            let mut p = arena::acquire(units);
             if p.is_null() {
-                return p;
+                relieve_pressure();
+                p = arena::acquire(units);
+                if p.is_null() {
+                    return p;
+                }
             }
             stats::note_units_taken(units);
             p
@@ -1281,7 +1303,11 @@ pub unsafe fn realloc<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
         }
         if tag < HEAP_ALIGN {
             if n > MEDIUM_MAX {
-                let q = large::realloc(pool, n);
+                let mut q = large::realloc(pool, n);
+                if q.is_null() {
+                    relieve_pressure();
+                    q = large::realloc(pool, n);
+                }
                 if !q.is_null() {
                     track::moved(p, q, old, n);
                 }
@@ -1339,10 +1365,23 @@ pub fn calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut u8 {
     if n > MAX_REQUEST {
         return ptr::null_mut();
     }
+    if n > MEDIUM_MAX {
+        let mut heap = tls::get();
+        if heap == empty_heap() {
+            heap = attach();
+            if heap.is_null() {
+                return ptr::null_mut();
+            }
+        }
+        // SAFETY: this thread's heap; zeroed by the large path (kept mappings are cleared,
+        // fresh ones are zero already).
+        let p = unsafe { alloc_large(heap, D, n, true) };
+        track::malloc_like(p, n, true);
+        return p;
+    }
     let p = malloc::<D>(n);
-    if !p.is_null() && n <= MEDIUM_MAX {
-        // SAFETY: `p` is a fresh block of at least `n` bytes (large blocks are fresh mappings,
-        // already zero).
+    if !p.is_null() {
+        // SAFETY: `p` is a fresh block of at least `n` bytes.
         unsafe { ptr::write_bytes(p, 0, n) };
     }
     p
@@ -1557,8 +1596,17 @@ pub fn collect(purge: bool) {
     }
     reclaim_abandoned(usize::MAX, true);
     if purge {
+        large::drain();
         arena::purge_now();
     }
+}
+
+/// The OS refused memory: give back everything held for reuse (this thread's empty pools,
+/// idle heaps' emptied pools, empty arenas, free units, kept large mappings) so that a retry
+/// can succeed, and count the event.
+pub fn relieve_pressure() {
+    stats::OOM_EVENTS.fetch_add(1, Ordering::Relaxed);
+    collect(true);
 }
 
 /// Visit every heap (for statistics). The list only grows, so no lock is needed.

@@ -1,6 +1,6 @@
 //! Process and thread start and stop: options at load, the thread-exit hook, fork safety.
 
-use crate::{arena, domain, heap, host, meta, options, pagemap, report};
+use crate::{arena, domain, heap, host, large_cache, meta, options, pagemap, report};
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
@@ -101,10 +101,12 @@ extern "C" fn thread_exit(h: *mut c_void) {
 }
 
 // Every lock of the slow paths is held across fork(), so that the child never inherits one
-// taken by a thread that does not exist there. Order: heaps, arenas, descriptors, page map.
+// taken by a thread that does not exist there. Order: heaps, large cache, arenas,
+// descriptors, page map.
 
 extern "C" fn fork_prepare() {
     heap::fork_lock();
+    large_cache::fork_lock();
     arena::fork_lock();
     meta::DESCRIPTORS.raw_lock();
     pagemap::fork_lock();
@@ -116,6 +118,7 @@ extern "C" fn fork_parent() {
         pagemap::fork_unlock();
         meta::DESCRIPTORS.raw_unlock();
         arena::fork_unlock();
+        large_cache::fork_unlock();
         heap::fork_parent();
     }
 }
@@ -126,6 +129,7 @@ extern "C" fn fork_child() {
         pagemap::fork_unlock();
         meta::DESCRIPTORS.raw_unlock();
         arena::fork_unlock();
+        large_cache::fork_unlock();
         heap::fork_child();
     }
 }

@@ -1,4 +1,5 @@
-//! Large blocks (above [`MEDIUM_MAX`]): one mapping each, still ours.
+//! Large blocks (above [`MEDIUM_MAX`]): one mapping each, still ours, kept for reuse a while
+//! after they are freed (`large_cache`).
 //!
 //! Each mapping starts on a pool-unit boundary and spans whole units (the tail beyond the
 //! request is never touched, so it costs address space, not memory). Every unit is its own in
@@ -8,8 +9,9 @@
 
 use crate::config::*;
 use crate::heap::Heap;
+use crate::pool::TAG_CACHED;
 use crate::pool::{Kind, Pool, State, TAG_LARGE};
-use crate::{arena::BYTES_MAPPED, meta::DESCRIPTORS, os, pagemap, stats};
+use crate::{arena::BYTES_MAPPED, large_cache, meta::DESCRIPTORS, os, pagemap, stats};
 use core::ptr;
 use core::sync::atomic::Ordering;
 
@@ -21,20 +23,65 @@ fn sizes(n: usize) -> Option<(usize, usize)> {
     ))
 }
 
-/// Allocate a large block of `size` bytes in domain `d`, zero-filled.
+/// Allocate a large block of `size` bytes in domain `d`: a kept mapping when one fits
+/// (`large_cache`), else a fresh one. With `zero` its usable bytes read as zero.
 ///
 /// # Safety
 /// `heap` is the calling thread's heap.
-pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize) -> *mut u8 {
+pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize, zero: bool) -> *mut u8 {
     if size > MAX_REQUEST {
         return ptr::null_mut();
     }
     let Some((usable, len)) = sizes(size) else {
         return ptr::null_mut();
     };
+    let mut evicted = large_cache::evicted();
+    let mut desc = large_cache::take(len, &mut evicted);
+    unmap_all(&evicted);
+    if !desc.is_null() {
+        // SAFETY: the cache handed the kept block over to us alone.
+        unsafe {
+            if large_cache::too_long((*desc).map_len, len) && !cut(desc, len) {
+                free_mapping(desc);
+                desc = ptr::null_mut();
+            } else if zero {
+                ptr::write_bytes((*desc).start, 0, usable);
+            }
+        }
+    }
+    if desc.is_null() {
+        desc = map_new(len);
+        if desc.is_null() {
+            return ptr::null_mut();
+        }
+    }
+    // SAFETY: `desc` is ours alone until its tag is published (release) below.
+    let p = unsafe {
+        (*desc).kind = Kind::Large;
+        (*desc).set_state(State::Detached);
+        (*desc).domain = d as u8;
+        (*desc).stat_index = (d * NUM_SLOTS) as u16;
+        (*desc).end = (*desc).start.add(usable);
+        (*desc).size = usable;
+        (*desc).owner_tag.store(TAG_LARGE | d, Ordering::Release);
+        (*desc).start
+    };
+    stats::LARGE_LIVE_BYTES[d].fetch_add(usable, Ordering::Relaxed);
+    // SAFETY: `heap` is this thread's heap.
+    unsafe {
+        let c = &(*heap).allocs[d * NUM_SLOTS];
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+    stats::sample_peak_on_growth();
+    p
+}
+
+/// A fresh mapping of `len` bytes with its descriptor, registered in the page map (tag
+/// [`TAG_CACHED`] until the caller publishes it). Null when the OS refuses.
+fn map_new(len: usize) -> *mut Pool {
     let p = os::map_aligned(len, POOL_SIZE);
     if p.is_null() {
-        return p;
+        return ptr::null_mut();
     }
     let desc = DESCRIPTORS.lock().alloc() as *mut Pool;
     if desc.is_null() {
@@ -46,14 +93,9 @@ pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize) -> *mut u8 {
     unsafe {
         ptr::write(desc, Pool::EMPTY);
         (*desc).kind = Kind::Large;
-        (*desc).set_state(State::Detached);
-        (*desc).domain = d as u8;
-        (*desc).stat_index = (d * NUM_SLOTS) as u16;
         (*desc).start = p;
-        (*desc).end = p.add(usable);
-        (*desc).size = usable;
         (*desc).map_len = len;
-        (*desc).owner_tag.store(TAG_LARGE | d, Ordering::Release);
+        (*desc).owner_tag.store(TAG_CACHED, Ordering::Release);
     }
     if !register(p as usize, len, desc) {
         register(p as usize, len, ptr::null_mut());
@@ -65,35 +107,84 @@ pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     BYTES_MAPPED.fetch_add(len, Ordering::Relaxed);
-    stats::LARGE_LIVE_BYTES[d].fetch_add(usable, Ordering::Relaxed);
-    // SAFETY: `heap` is this thread's heap.
-    unsafe {
-        let c = &(*heap).allocs[d * NUM_SLOTS];
-        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-    }
-    stats::sample_peak_on_growth();
-    p
+    desc
 }
 
-/// Unmap a large block (the free is already counted).
+/// Cut a kept mapping down to `len` bytes (its tail goes back to the OS). False if the OS
+/// refused, the mapping unchanged.
+///
+/// # Safety
+/// `desc` is a large descriptor nobody else uses.
+unsafe fn cut(desc: *mut Pool, len: usize) -> bool {
+    // SAFETY: as stated; the tail's page-map entries go before its pages.
+    unsafe {
+        let (p, old) = ((*desc).start, (*desc).map_len);
+        register(p as usize + len, old - len, ptr::null_mut());
+        if !os::remap_in_place(p, old, len) {
+            register(p as usize + len, old - len, desc);
+            return false;
+        }
+        (*desc).map_len = len;
+        BYTES_MAPPED.fetch_sub(old - len, Ordering::Relaxed);
+    }
+    true
+}
+
+/// Free a large block: its mapping is kept for reuse while that pays, unmapped otherwise (the
+/// free is already counted).
 ///
 /// # Safety
 /// `desc` is the live descriptor of a large block nobody uses any more.
 pub unsafe fn free(desc: *mut Pool) {
+    // SAFETY: as stated.
+    unsafe {
+        let (usable, d) = ((*desc).size, (*desc).domain as usize);
+        stats::LARGE_LIVE_BYTES[d].fetch_sub(usable, Ordering::Relaxed);
+        let mut evicted = large_cache::evicted();
+        if !large_cache::put(desc, &mut evicted) {
+            free_mapping(desc);
+        }
+        unmap_all(&evicted);
+    }
+}
+
+/// Unmap a large block's mapping and free its descriptor.
+///
+/// # Safety
+/// `desc` is a large descriptor nobody uses any more (not in the cache).
+unsafe fn free_mapping(desc: *mut Pool) {
     // SAFETY: as stated; the page map entries go before the mapping.
     unsafe {
-        let (p, usable, len, d) = (
-            (*desc).start,
-            (*desc).size,
-            (*desc).map_len,
-            (*desc).domain as usize,
-        );
+        let (p, len) = ((*desc).start, (*desc).map_len);
         register(p as usize, len, ptr::null_mut());
         os::unmap(p, len);
         BYTES_MAPPED.fetch_sub(len, Ordering::Relaxed);
-        stats::LARGE_LIVE_BYTES[d].fetch_sub(usable, Ordering::Relaxed);
         DESCRIPTORS.lock().free(desc.cast());
     }
+}
+
+/// Unmap what the cache evicted.
+fn unmap_all(e: &large_cache::Evicted) {
+    for d in e.iter() {
+        // SAFETY: evicted descriptors left the cache and are ours alone.
+        unsafe { free_mapping(d) };
+    }
+}
+
+/// Give back kept mappings past the purge delay (cheap when there are none).
+pub fn tick() {
+    if large_cache::any() && large_cache::due(os::now_ms()) {
+        let mut evicted = large_cache::evicted();
+        large_cache::expire(false, &mut evicted);
+        unmap_all(&evicted);
+    }
+}
+
+/// Give back every kept mapping now (`pyalloc_collect(1)`, memory pressure).
+pub fn drain() {
+    let mut evicted = large_cache::evicted();
+    large_cache::expire(true, &mut evicted);
+    unmap_all(&evicted);
 }
 
 /// Resize a large block to `n` (> MEDIUM_MAX) bytes. Null on failure, block intact.

@@ -6,7 +6,7 @@
 //!
 //! Layers, bottom up (a module only uses the ones above it in this list):
 //! `config`, `size_class` → `os`, `sync`, `report`, `options` → `pool`, `pagemap`, `meta`,
-//! `tls` → `arena`, `large` → `heap` → `domain`, `stats`, `init` → `ffi`.
+//! `tls` → `arena`, `large_cache` → `large` → `heap` → `domain`, `stats`, `init` → `ffi`.
 //! See `docs/DESIGN.md`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -34,6 +34,8 @@ pub mod host;
 pub mod init;
 /// cbindgen:ignore
 pub mod large;
+/// cbindgen:ignore
+pub mod large_cache;
 /// cbindgen:ignore
 pub mod meta;
 pub mod object;

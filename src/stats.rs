@@ -27,6 +27,8 @@ pub static ORPHAN_FREES: [AtomicU64; NUM_DOMAINS * NUM_SLOTS] =
 /// Bytes in live large blocks, per domain.
 pub static LARGE_LIVE_BYTES: [AtomicUsize; NUM_DOMAINS] =
     [const { AtomicUsize::new(0) }; NUM_DOMAINS];
+/// Times the OS refused memory and pyalloc gave back what it held before retrying.
+pub static OOM_EVENTS: AtomicU64 = AtomicU64::new(0);
 static PEAK_LIVE_BYTES: [AtomicU64; NUM_DOMAINS] = [const { AtomicU64::new(0) }; NUM_DOMAINS];
 static PEAK_MAPPED: AtomicUsize = AtomicUsize::new(0);
 
@@ -165,6 +167,9 @@ pub fn gather() -> pyalloc_stats {
     s.heaps = heaps as u64;
     s.heaps_abandoned = idle as u64;
     s.foreign_frees = domain::FOREIGN.load(Ordering::Relaxed);
+    s.large_cached_bytes = crate::large_cache::CACHED_BYTES.load(Ordering::Relaxed) as u64;
+    s.large_cache_hits = crate::large_cache::HITS.load(Ordering::Relaxed);
+    s.oom_events = OOM_EVENTS.load(Ordering::Relaxed);
     s
 }
 
@@ -246,6 +251,12 @@ pub fn write_report(w: &mut impl Write) -> fmt::Result {
         s.heaps, s.heaps_abandoned
     )?;
     writeln!(w, "foreign frees         = {:16}", s.foreign_frees)?;
+    writeln!(
+        w,
+        "large bytes kept      = {:16} ({} reused)",
+        s.large_cached_bytes, s.large_cache_hits
+    )?;
+    writeln!(w, "out-of-memory retries = {:16}", s.oom_events)?;
     crate::freelist::write_report(w)?;
     Ok(())
 }
@@ -292,7 +303,7 @@ pub fn write_json(w: &mut impl Write) -> fmt::Result {
     }
     write!(
         w,
-        "}}, \"arenas_in_use\": {}, \"arenas_empty\": {}, \"arenas_allocated_total\": {}, \"arenas_freed_total\": {}, \"bytes_mapped\": {}, \"bytes_mapped_peak\": {}, \"bytes_purged_total\": {}, \"bytes_dirty\": {}, \"heaps\": {}, \"heaps_abandoned\": {}, \"foreign_frees\": {}, \"host_mode\": {}}}",
+        "}}, \"arenas_in_use\": {}, \"arenas_empty\": {}, \"arenas_allocated_total\": {}, \"arenas_freed_total\": {}, \"bytes_mapped\": {}, \"bytes_mapped_peak\": {}, \"bytes_purged_total\": {}, \"bytes_dirty\": {}, \"heaps\": {}, \"heaps_abandoned\": {}, \"foreign_frees\": {}, \"large_cached_bytes\": {}, \"large_cache_hits\": {}, \"oom_events\": {}, \"host_mode\": {}}}",
         s.arenas_in_use,
         s.arenas_empty,
         s.arenas_allocated_total,
@@ -304,6 +315,9 @@ pub fn write_json(w: &mut impl Write) -> fmt::Result {
         s.heaps,
         s.heaps_abandoned,
         s.foreign_frees,
+        s.large_cached_bytes,
+        s.large_cache_hits,
+        s.oom_events,
         crate::host::mode() as u8
     )
 }

@@ -8,7 +8,7 @@ BUILD   := build
 PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test cpython-test cpython-test-quick bench bench-smoke bench-icount bench-python bench-objects runtime-demo install clean
+.PHONY: all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test cpython-test cpython-test-quick bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-objects runtime-demo install clean
 
 all: lib
 
@@ -79,7 +79,7 @@ valgrind-test:
 
 test: rust-test lint header-check header-compile c-test valgrind-test install-test python-test cpython-test-quick bench-smoke
 
-bench-smoke bench-icount: lib
+bench-smoke bench-icount bench-large bench-bigbuf: lib
 	$(MAKE) -C bench $@
 
 # Allocator workloads against the reference allocators, then objects and the GC against CPython.

@@ -1062,6 +1062,10 @@ static const workload_t *find_workload(const char *name) {
 /* Child                                                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
+typedef struct lwork lwork_t;
+static const lwork_t *large_find(const char *name);
+static int large_child(alloc_t *a, const opts_t *o, const lwork_t *w); /* large.c */
+
 static int child_main(int argc, char **argv) {
     if (argc < 2) die("usage: bench child ALLOC WORKLOAD [--scale S] [--ops N] [--check] [--cg]");
     alloc_t *a = find_alloc(argv[0]);
@@ -1097,6 +1101,7 @@ static int child_main(int argc, char **argv) {
         printf("result ok=1 alloc=%s version=%s\n", a->name, a->version[0] ? a->version : "?");
         return 0;
     }
+    if (large_find(wname)) return large_child(a, &o, large_find(wname));
     const workload_t *w = find_workload(wname);
     if (!w) die("unknown workload %s", wname);
     if (w->threaded && a->needs_gil) {
@@ -1952,6 +1957,9 @@ static int icount_main(int argc, char **argv) {
     return failures ? 1 : 0;
 }
 
+/* Large-block workloads (64 KiB to 64 MiB) and `bench large`: see large.c. */
+#include "large.c"
+
 /* ------------------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv) {
@@ -1972,14 +1980,18 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "child")) return child_main(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "run")) return run_main(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "icount")) return icount_main(argc - 2, argv + 2);
+    if (argc >= 2 && !strcmp(argv[1], "large")) return large_main(argc - 2, argv + 2);
     fprintf(stderr,
             "usage: bench run    [--rounds R] [--scale S] [--allocs a,b] [--workloads w,x] [--out DIR] [--check] [--no-mem] [--smoke]\n"
             "       bench icount [--ops N] [--allocs a,b] [--workloads w,x] [--out DIR] [--valgrind PATH]\n"
+            "       bench large  [--rounds R] [--scale S] [--allocs a,b] [--workloads w,x] [--out DIR] [--tag T] [--budget-ms M] [--check] [--smoke] [--enforce]\n"
             "       bench child ALLOC WORKLOAD|probe [--scale S] [--ops N] [--check] [--cg]\n"
             "allocators:");
     for (int a = 0; a < NALLOCS; a++) fprintf(stderr, " %s", ALLOCS[a].name);
     fprintf(stderr, "\nworkloads:");
     for (int w = 0; w < NWORKLOADS; w++) fprintf(stderr, " %s", WORKLOADS[w].name);
+    fprintf(stderr, "\nlarge workloads:");
+    for (int w = 0; w < NLWORK; w++) fprintf(stderr, " %s", LWORK[w].name);
     fprintf(stderr, "\n");
     return 2;
 }

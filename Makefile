@@ -8,9 +8,16 @@ BUILD   := build
 PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test cpython-test cpython-test-quick bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-objects runtime-demo install clean
+.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test cpython-test cpython-test-quick test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-objects runtime-demo install clean
 
 all: lib
+
+# Install what the README's two commands need (or stop at once with one line saying what).
+deps:
+	@bash .ci/deps.sh test
+
+deps-demo:
+	@bash .ci/deps.sh demo
 
 lib:
 	$(CARGO) build --release
@@ -35,14 +42,16 @@ header-compile: lib
 	  echo "header-compile: C99, C++, and with Python.h ($(PY_INC)) in both orders: ok"; \
 	else echo "header-compile: C99 and C++ ok (no Python.h found for the combined check)"; fi
 
-demo: lib
+demo: deps-demo
+	@$(MAKE) --no-print-directory lib
 	@mkdir -p $(BUILD)
 	$(CC) -std=c11 -O2 -Wall -Wextra -Iinclude examples/demo.c -o $(BUILD)/demo -L$(LIBDIR) -lpyalloc -Wl,-rpath,$(CURDIR)/$(LIBDIR) -pthread
 	./$(BUILD)/demo
 	@$(MAKE) --no-print-directory runtime-demo
 
 # The object layer: a small object runtime in C (ints, floats, strings, tuples, lists, cycles).
-runtime-demo: lib
+runtime-demo: deps-demo
+	@$(MAKE) --no-print-directory lib
 	@mkdir -p $(BUILD)
 	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -Iinclude examples/runtime/main.c examples/runtime/runtime.c -o $(BUILD)/runtime_demo -L$(LIBDIR) -lpyalloc -Wl,-rpath,$(CURDIR)/$(LIBDIR)
 	./$(BUILD)/runtime_demo
@@ -77,7 +86,10 @@ c-test: lib
 valgrind-test:
 	./c_tests/valgrind/run.sh
 
-test: rust-test lint header-check header-compile c-test valgrind-test install-test python-test cpython-test-quick bench-smoke
+test: deps
+	@$(MAKE) --no-print-directory test-all
+
+test-all: rust-test lint header-check header-compile c-test valgrind-test install-test python-test cpython-test-quick bench-smoke
 
 bench-smoke bench-icount bench-large bench-bigbuf: lib
 	$(MAKE) -C bench $@

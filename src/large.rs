@@ -37,7 +37,7 @@ pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize, zero: bool) -> *mut 
     };
     let mut evicted = large_cache::evicted();
     let mut desc = large_cache::take(len, &mut evicted);
-    unmap_all(&evicted);
+    unmap_all(evicted);
     if !desc.is_null() {
         // SAFETY: the cache handed the kept block over to us alone.
         unsafe {
@@ -144,7 +144,7 @@ pub unsafe fn free(desc: *mut Pool) {
         if !large_cache::put(desc, &mut evicted) {
             free_mapping(desc);
         }
-        unmap_all(&evicted);
+        unmap_all(evicted);
     }
 }
 
@@ -164,8 +164,8 @@ unsafe fn free_mapping(desc: *mut Pool) {
 }
 
 /// Unmap what the cache evicted.
-fn unmap_all(e: &large_cache::Evicted) {
-    for d in e.iter() {
+fn unmap_all(mut e: large_cache::Evicted) {
+    while let Some(d) = e.pop() {
         // SAFETY: evicted descriptors left the cache and are ours alone.
         unsafe { free_mapping(d) };
     }
@@ -176,7 +176,7 @@ pub fn tick() {
     if large_cache::any() && large_cache::due(os::now_ms()) {
         let mut evicted = large_cache::evicted();
         large_cache::expire(false, &mut evicted);
-        unmap_all(&evicted);
+        unmap_all(evicted);
     }
 }
 
@@ -184,7 +184,7 @@ pub fn tick() {
 pub fn drain() {
     let mut evicted = large_cache::evicted();
     large_cache::expire(true, &mut evicted);
-    unmap_all(&evicted);
+    unmap_all(evicted);
 }
 
 /// Resize a large block to `n` (> MEDIUM_MAX) bytes. Null on failure, block intact.

@@ -71,28 +71,28 @@ pub static CACHED_BYTES: AtomicUsize = AtomicUsize::new(0);
 /// Large requests served from the cache, in total (statistics).
 pub static HITS: AtomicU64 = AtomicU64::new(0);
 
-/// Descriptors taken out of the cache under the lock, to be unmapped after it is dropped.
+/// Descriptors taken out of the cache under the lock, to be unmapped after it is dropped: a
+/// chain through their `next` fields (nothing to initialise on the hot path).
 pub struct Evicted {
-    descs: [*mut Pool; SLOTS + 1],
-    n: usize,
+    head: *mut Pool,
 }
 
 impl Evicted {
-    const fn new() -> Self {
-        Self {
-            descs: [ptr::null_mut(); SLOTS + 1],
-            n: 0,
-        }
-    }
-
     fn push(&mut self, d: *mut Pool) {
-        self.descs[self.n] = d;
-        self.n += 1;
+        // SAFETY: an evicted descriptor left the cache and belongs to the evicting thread.
+        unsafe { (*d).next = self.head };
+        self.head = d;
     }
 
-    /// The evicted descriptors, for the caller to unmap.
-    pub fn iter(&self) -> impl Iterator<Item = *mut Pool> + '_ {
-        self.descs[..self.n].iter().copied()
+    /// Take the next evicted descriptor, for the caller to unmap.
+    pub fn pop(&mut self) -> Option<*mut Pool> {
+        let d = self.head;
+        if d.is_null() {
+            return None;
+        }
+        // SAFETY: as in `push`.
+        self.head = unsafe { (*d).next };
+        Some(d)
     }
 }
 
@@ -100,7 +100,9 @@ impl Cache {
     /// Remove entry `i` (keeping the order) and return its descriptor.
     fn remove(&mut self, i: usize) -> *mut Pool {
         let d = self.entries[i].desc;
-        self.entries.copy_within(i + 1..self.n, i);
+        if i + 1 < self.n {
+            self.entries.copy_within(i + 1..self.n, i);
+        }
         self.n -= 1;
         // SAFETY: cached descriptors are live (lock held).
         self.bytes -= unsafe { (*d).map_len };
@@ -229,7 +231,9 @@ pub fn expire(force: bool, out: &mut Evicted) {
 
 /// A new, empty list of evicted descriptors.
 pub const fn evicted() -> Evicted {
-    Evicted::new()
+    Evicted {
+        head: ptr::null_mut(),
+    }
 }
 
 /// Hold the cache lock across `fork()`.

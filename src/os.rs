@@ -121,15 +121,19 @@ pub fn now_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-/// The system page size.
+/// The system page size (asked once).
+#[inline]
 pub fn page_size() -> usize {
+    static PAGE: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    let p = PAGE.load(core::sync::atomic::Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
     // SAFETY: sysconf has no preconditions.
     let s = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if s <= 0 {
-        4096
-    } else {
-        s as usize
-    }
+    let s = if s <= 0 { 4096 } else { s as usize };
+    PAGE.store(s, core::sync::atomic::Ordering::Relaxed);
+    s
 }
 
 /// Round `n` up to a multiple of `align` (a power of two); None on overflow.

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# What `make demo` (`deps.sh demo`) and `make test` (`deps.sh test`) need on a Debian machine:
+# installs what is missing when it can (root, or password-less sudo, with apt-get), otherwise
+# stops at once with one line saying what to install.
+set -u
+want=${1:-test}
+pkgs=()
+command -v cc >/dev/null || pkgs+=(gcc libc6-dev)
+command -v make >/dev/null || pkgs+=(make)
+if [ "$want" = test ]; then
+    command -v c++ >/dev/null || pkgs+=(g++)
+    command -v pkg-config >/dev/null || pkgs+=(pkg-config)
+    command -v valgrind >/dev/null || pkgs+=(valgrind)
+    command -v python3 >/dev/null || pkgs+=(python3)
+    # bindgen (tests/abi.rs) loads libclang at test time.
+    found=""
+    for g in "${LIBCLANG_PATH:-/nonexistent}"/libclang*.so* /usr/lib/llvm-*/lib/libclang.so* \
+             /usr/lib/llvm-*/lib/libclang-*.so* /usr/lib/*-linux-gnu/libclang.so* \
+             /usr/lib/*-linux-gnu/libclang-*.so*; do
+        [ -e "$g" ] && found=1 && break
+    done
+    [ -n "$found" ] || pkgs+=(libclang-dev)
+fi
+if ! command -v cargo >/dev/null; then
+    echo "pyalloc: cargo not found: install Rust (https://rustup.rs), then run make $want again" >&2
+    exit 1
+fi
+[ ${#pkgs[@]} -eq 0 ] && exit 0
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo -n"; fi
+fi
+if command -v apt-get >/dev/null && { [ "$(id -u)" = 0 ] || [ -n "$sudo" ]; }; then
+    echo "pyalloc: installing ${pkgs[*]} (apt-get)" >&2
+    if $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null 2>&1 ||
+       { $sudo apt-get update -qq >/dev/null 2>&1 &&
+         $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null 2>&1; }; then
+        exit 0
+    fi
+fi
+echo "pyalloc: make $want needs: ${pkgs[*]} (sudo apt-get install ${pkgs[*]})" >&2
+exit 1

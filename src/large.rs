@@ -36,18 +36,11 @@ pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize, zero: bool) -> *mut 
         return ptr::null_mut();
     };
     let mut evicted = large_cache::evicted();
-    let mut desc = large_cache::take(len, &mut evicted);
+    let mut desc = large_cache::take(len, false, &mut evicted);
     unmap_all(evicted);
-    if !desc.is_null() {
+    if !desc.is_null() && zero {
         // SAFETY: the cache handed the kept block over to us alone.
-        unsafe {
-            if large_cache::too_long((*desc).map_len, len) && !cut(desc, len) {
-                free_mapping(desc);
-                desc = ptr::null_mut();
-            } else if zero {
-                ptr::write_bytes((*desc).start, 0, usable);
-            }
-        }
+        unsafe { ptr::write_bytes((*desc).start, 0, usable) };
     }
     if desc.is_null() {
         desc = map_new(len);
@@ -110,8 +103,8 @@ fn map_new(len: usize) -> *mut Pool {
     desc
 }
 
-/// Cut a kept mapping down to `len` bytes (its tail goes back to the OS). False if the OS
-/// refused, the mapping unchanged.
+/// Cut a block's mapping down to `len` bytes (its tail goes back to the OS; `munmap` works
+/// whatever mappings the range is made of). Always true.
 ///
 /// # Safety
 /// `desc` is a large descriptor nobody else uses.
@@ -120,10 +113,7 @@ unsafe fn cut(desc: *mut Pool, len: usize) -> bool {
     unsafe {
         let (p, old) = ((*desc).start, (*desc).map_len);
         register(p as usize + len, old - len, ptr::null_mut());
-        if !os::remap_in_place(p, old, len) {
-            register(p as usize + len, old - len, desc);
-            return false;
-        }
+        os::unmap(p.add(len), old - len);
         (*desc).map_len = len;
         BYTES_MAPPED.fetch_sub(old - len, Ordering::Relaxed);
     }
@@ -189,6 +179,12 @@ pub fn drain() {
 
 /// Resize a large block to `n` (> MEDIUM_MAX) bytes. Null on failure, block intact.
 ///
+/// The mapping is kept when the block shrinks (unless far too long: then its tail is cut) or
+/// grows within it. Growing beyond it tries, in order: moving the block's pages (no copy)
+/// onto the head of a kept mapping that fits, whose resident tail then takes the growth
+/// without a fault (a buffer or list built by realloc, freed and built again, the common
+/// case); `mremap` in place; `mremap` to a fresh address; a fresh mapping and a copy.
+///
 /// # Safety
 /// `desc` is the live descriptor of a large block owned by the caller.
 pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
@@ -203,20 +199,71 @@ pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
             (*desc).map_len,
             (*desc).domain as usize,
         );
-        let q = if len == old || os::remap_in_place(p, old, len) {
-            p
-        } else {
-            os::remap_aligned(p, old, len, POOL_SIZE)
-        };
+        if len <= old {
+            // Growing within the mapping costs nothing; a real shrink cuts a far too long tail.
+            if n < old_usable && large_cache::too_long(old, len) {
+                cut(desc, len);
+            }
+        } else if grow_onto_kept(desc, len) {
+        } else if os::remap_in_place(p, old, len) {
+            register(p as usize + old, len - old, desc);
+            (*desc).map_len = len;
+            BYTES_MAPPED.fetch_add(len - old, Ordering::Relaxed);
+        } else if !grow_moved(desc, len) {
+            return grow_copied(desc, n);
+        }
+        (*desc).end = (*desc).start.add(usable);
+        (*desc).size = usable;
+        stats::LARGE_LIVE_BYTES[d].fetch_add(usable.wrapping_sub(old_usable), Ordering::Relaxed);
+        (*desc).start
+    }
+}
+
+/// Move the block's pages onto the head of a kept mapping of at least `len` bytes. False (block
+/// unchanged) when none fits or the move fails.
+///
+/// # Safety
+/// `desc` is the live descriptor of a large block owned by the caller.
+unsafe fn grow_onto_kept(desc: *mut Pool, len: usize) -> bool {
+    let mut evicted = large_cache::evicted();
+    let kept = large_cache::take(len, true, &mut evicted);
+    unmap_all(evicted);
+    if kept.is_null() {
+        return false;
+    }
+    // SAFETY: the cache handed `kept` over to us alone; `desc` is the caller's.
+    unsafe {
+        let (p, old) = ((*desc).start, (*desc).map_len);
+        let (q, klen) = ((*kept).start, (*kept).map_len);
+        if !os::move_pages(p, old, q) {
+            free_mapping(kept);
+            return false;
+        }
+        // [p, p+old) is gone; [q, q+klen) is the block's now, one descriptor for it.
+        register(p as usize, old, ptr::null_mut());
+        register(q as usize, klen, desc);
+        DESCRIPTORS.lock().free(kept.cast());
+        BYTES_MAPPED.fetch_sub(old, Ordering::Relaxed);
+        (*desc).start = q;
+        (*desc).map_len = klen;
+    }
+    true
+}
+
+/// Move the block to a fresh address `len` bytes long (`mremap`, no copy). False (block
+/// unchanged) on failure.
+///
+/// # Safety
+/// `desc` is the live descriptor of a large block owned by the caller.
+unsafe fn grow_moved(desc: *mut Pool, len: usize) -> bool {
+    // SAFETY: as stated.
+    unsafe {
+        let (p, old) = ((*desc).start, (*desc).map_len);
+        let q = os::remap_aligned(p, old, len, POOL_SIZE);
         if q.is_null() {
-            return q;
+            return false;
         }
-        // Units the block no longer covers are cleared, then the ones it covers now are set.
-        if q != p {
-            register(p as usize, old, ptr::null_mut());
-        } else if len < old {
-            register(p as usize + len, old - len, ptr::null_mut());
-        }
+        register(p as usize, old, ptr::null_mut());
         if !register(q as usize, len, desc) {
             // Cannot happen for an address the map covers; keep the block reachable.
             crate::report::fatal(format_args!(
@@ -224,10 +271,41 @@ pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
             ));
         }
         (*desc).start = q;
+        (*desc).map_len = len;
+        BYTES_MAPPED.fetch_add(len - old, Ordering::Relaxed);
+    }
+    true
+}
+
+/// The last resort (a block made of several mappings cannot be moved by `mremap`): a fresh
+/// mapping, a copy, the old mapping unmapped. Null (block unchanged) when the OS refuses.
+///
+/// # Safety
+/// `desc` is the live descriptor of a large block owned by the caller.
+unsafe fn grow_copied(desc: *mut Pool, n: usize) -> *mut u8 {
+    let Some((usable, len)) = sizes(n) else {
+        return ptr::null_mut();
+    };
+    let fresh = map_new(len);
+    if fresh.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: `fresh` is ours alone; `desc` is the caller's live block, copied then dropped.
+    unsafe {
+        let (p, old_usable, d) = ((*desc).start, (*desc).size, (*desc).domain as usize);
+        ptr::copy_nonoverlapping(p, (*fresh).start, old_usable);
+        let q = (*fresh).start;
+        let (old_start, old_len) = (p, (*desc).map_len);
+        // The block keeps its descriptor (its counters and tag); the fresh one goes.
+        register(q as usize, len, desc);
+        register(old_start as usize, old_len, ptr::null_mut());
+        os::unmap(old_start, old_len);
+        BYTES_MAPPED.fetch_sub(old_len, Ordering::Relaxed);
+        DESCRIPTORS.lock().free(fresh.cast());
+        (*desc).start = q;
+        (*desc).map_len = len;
         (*desc).end = q.add(usable);
         (*desc).size = usable;
-        (*desc).map_len = len;
-        BYTES_MAPPED.fetch_add(len.wrapping_sub(old), Ordering::Relaxed);
         stats::LARGE_LIVE_BYTES[d].fetch_add(usable.wrapping_sub(old_usable), Ordering::Relaxed);
         q
     }

@@ -106,6 +106,26 @@ pub unsafe fn remap_aligned(p: *mut u8, old: usize, new: usize, align: usize) ->
     r.cast()
 }
 
+/// Move the pages of the whole mapping `[p, p+len)` to `dest`, replacing what was mapped there
+/// (no copy: page tables move). True on success; on failure nothing changed.
+///
+/// # Safety
+/// `[p, p+len)` is a whole mapping made by this module; `[dest, dest+len)` lies inside a
+/// mapping made by this module whose contents are dead, not overlapping the source.
+pub unsafe fn move_pages(p: *mut u8, len: usize, dest: *mut u8) -> bool {
+    // SAFETY: as stated; MREMAP_FIXED unmaps whatever was at `dest` first.
+    let r = unsafe {
+        libc::mremap(
+            p.cast(),
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            dest as *mut libc::c_void,
+        )
+    };
+    r != libc::MAP_FAILED
+}
+
 /// Milliseconds of a monotonic clock with jiffy resolution (`CLOCK_MONOTONIC_COARSE`, read
 /// through the vDSO without a system call): cheap enough for the arena slow paths.
 pub fn now_ms() -> u64 {

@@ -112,20 +112,29 @@ pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
             (*desc).map_len,
             (*desc).domain as usize,
         );
-        let q = if len == old || os::remap_in_place(p, old, len) {
+        // Units the block gives up are cleared in the page map *before* the kernel takes them
+        // back: another thread may be handed that range by its next mmap at once and register
+        // its own block there, which clearing afterwards would erase. Nobody else looks the
+        // block itself up meanwhile (its owner is the caller).
+        let q = if len == old {
             p
         } else {
-            os::remap_aligned(p, old, len, POOL_SIZE)
+            if len < old {
+                register(p as usize + len, old - len, ptr::null_mut());
+            }
+            if os::remap_in_place(p, old, len) {
+                p
+            } else {
+                register(p as usize, old, ptr::null_mut());
+                let q = os::remap_aligned(p, old, len, POOL_SIZE);
+                if q.is_null() {
+                    // The block stays where it was: point its units back at it.
+                    register(p as usize, old, desc);
+                    return q;
+                }
+                q
+            }
         };
-        if q.is_null() {
-            return q;
-        }
-        // Units the block no longer covers are cleared, then the ones it covers now are set.
-        if q != p {
-            register(p as usize, old, ptr::null_mut());
-        } else if len < old {
-            register(p as usize + len, old - len, ptr::null_mut());
-        }
         if !register(q as usize, len, desc) {
             // Cannot happen for an address the map covers; keep the block reachable.
             crate::report::fatal(format_args!(

@@ -8,7 +8,8 @@
  * forks FORK_STORM_N children (default 400). Each child verifies and frees every published
  * and ringed block (most owned by threads that do not exist in the child), allocates,
  * reallocates and frees in every domain, runs two rounds of threads that allocate, free each
- * other's blocks and exit (adopting abandoned heaps), reads statistics, calls
+ * other's blocks and exit (adopting abandoned heaps), reads statistics (and adds the heaps it
+ * found orphaned, which the test wants at least one of per child, to a shared counter), calls
  * pyalloc_collect(1) and exits 0. A child that crashes, exits nonzero or hangs (it kills itself
  * with SIGALRM; the parent also kills it past a deadline) is bad; the test wants none. */
 #include "check.h"
@@ -17,6 +18,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #define WORKERS 8
@@ -39,6 +41,8 @@ static _Atomic(void *) published[WORKERS][PUBLISH];
 static atomic_int stop;
 static atomic_long ops_done;
 static atomic_int worker_done[WORKERS];
+/* Shared with the children (MAP_SHARED): heaps they found orphaned by the fork, in total. */
+static atomic_long *orphans_seen;
 
 static size_t pick_size(uint64_t *rng) {
     uint64_t r = rng_next(rng) % 1000;
@@ -281,6 +285,12 @@ static int child(int k) {
     pyalloc_stats st;
     pyalloc_stats_get(&st);
     if (st.heaps < 1) bad++;
+    static char report[16384];
+    pyalloc_stats_report(report, sizeof report);
+    const char *line = strstr(report, "heaps orphaned (fork) =");
+    long orphans = 0;
+    if (line) sscanf(line + strlen("heaps orphaned (fork) ="), "%ld", &orphans);
+    atomic_fetch_add(orphans_seen, orphans);
     pyalloc_collect(1);
     for (int d = 0; d < 3; d++) {
         void *p = APIS[d].malloc(100);
@@ -328,6 +338,8 @@ static int wait_child(pid_t pid, int k) {
 int main(void) {
     const char *env = getenv("FORK_STORM_N");
     int nforks = env ? atoi(env) : 400;
+    orphans_seen = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (orphans_seen == MAP_FAILED) return 2;
     pthread_t mgr;
     pthread_create(&mgr, NULL, manager, NULL);
     while (atomic_load(&ops_done) < 50000) usleep(1000);
@@ -372,8 +384,11 @@ int main(void) {
     double elapsed = now_s() - t0;
     atomic_store(&stop, 1);
     pthread_join(mgr, NULL);
-    fprintf(stderr, "fork storm: %d forks in %.1f s: %d ok, %d failed, %d hung; %ld worker operations\n", nforks,
-            elapsed, ok, failed, hung, atomic_load(&ops_done));
+    fprintf(stderr, "fork storm: %d forks in %.1f s: %d ok, %d failed, %d hung; %ld worker operations; %.1f heaps orphaned per child\n",
+            nforks, elapsed, ok, failed, hung, atomic_load(&ops_done), (double)atomic_load(orphans_seen) / (nforks ? nforks : 1));
+    /* The workers' heaps were in use at each fork: children must have orphaned them. */
+    CHECK(atomic_load(orphans_seen) >= nforks, "children orphaned %ld heaps in all, expected one or more each",
+          atomic_load(orphans_seen));
     CHECK(failed + hung == 0, "%d of %d children were bad (%d failed, %d hung)", failed + hung, nforks, failed, hung);
     CHECK(parent_bad == 0, "the parent found %ld corrupted ring blocks", parent_bad);
     CHECK(ok == nforks, "%d of %d children exited cleanly", ok, nforks);

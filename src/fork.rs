@@ -70,7 +70,9 @@ extern "C" fn child() {
 }
 
 /// In the child: mark every heap that is neither this thread's nor on the abandoned list as an
-/// orphan, count them, and rebuild the `remote` stacks of the others.
+/// orphan, count them, and rebuild the `remote` stacks of the others (unless no heap was
+/// orphaned: then no other thread had a heap, and a program that forks from one thread, the
+/// common case, pays nothing for the walk over the pools).
 ///
 /// # Safety
 /// Called once in the child, before anything else allocates; only this thread exists.
@@ -78,30 +80,30 @@ unsafe fn orphan_lost_heaps() {
     let me = tls::get();
     // SAFETY: heaps are never freed; the list of all heaps only grows; the abandoned list is
     // consistent (the lock was held across the fork) and no other thread runs.
-    unsafe {
+    let orphans = unsafe {
         let mut g = HEAPS.lock();
-        let mut h = ALL_HEAPS.load(Ordering::Acquire);
-        while !h.is_null() {
-            (*h).orphan = h != me;
-            h = (*h).next_all.load(Ordering::Acquire);
-        }
+        for_each(|h| (*h).orphan = h != me);
         let mut h = g.abandoned;
         while !h.is_null() {
             (*h).orphan = false;
             h = (*h).next_abandoned;
         }
         let mut n = 0;
-        let mut h = ALL_HEAPS.load(Ordering::Acquire);
-        while !h.is_null() {
-            if (*h).orphan {
-                n += 1;
-            } else {
+        for_each(|h| n += (*h).orphan as usize);
+        g.norphans = n;
+        n
+    };
+    if orphans == 0 {
+        return;
+    }
+    // SAFETY: as above.
+    unsafe {
+        for_each(|h| {
+            if !(*h).orphan {
                 (*h).remote.store(ptr::null_mut(), Ordering::Relaxed);
             }
-            h = (*h).next_all.load(Ordering::Acquire);
-        }
-        g.norphans = n;
-    }
+        })
+    };
     // A pool with remote frees of a heap still in use goes (back) on its owner's stack.
     arena::for_each_pool_in_use(|p| {
         // SAFETY: a live descriptor of a pool in use (the arena lock is held), whose tag names
@@ -118,4 +120,17 @@ unsafe fn orphan_lost_heaps() {
             }
         }
     });
+}
+
+/// Visit every heap (pointers, for the child's handler to write through).
+///
+/// # Safety
+/// Only this thread runs (in the child's handler).
+unsafe fn for_each(mut f: impl FnMut(*mut Heap)) {
+    let mut h = ALL_HEAPS.load(Ordering::Acquire);
+    while !h.is_null() {
+        f(h);
+        // SAFETY: heaps are never freed, and the list only grows.
+        h = unsafe { (*h).next_all.load(Ordering::Acquire) };
+    }
 }

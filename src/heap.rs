@@ -12,7 +12,8 @@
 //!
 //! A heap outlives its thread: at thread exit it is *abandoned* (its empty pools go back,
 //! live blocks stay valid and can still be freed from anywhere), and the next new thread
-//! adopts it. Heaps are never unmapped, so a pool's owner pointer is always valid.
+//! adopts it. Heaps are never unmapped, so a pool's owner pointer is always valid. In a
+//! `fork()` child, the heaps of the threads that did not survive are orphaned (`fork.rs`).
 
 use crate::config::*;
 use crate::domain::{self, Op};
@@ -30,8 +31,9 @@ pub const NUM_DOMAINS: usize = 3;
 
 /// One thread's heap.
 ///
-/// Invariant: only the attached thread (or a thread holding the heap while it is abandoned)
-/// reads or writes the non-atomic fields; other threads touch `remote` and read the counters.
+/// Invariant: only the attached thread (or a thread holding the heap while it is abandoned;
+/// nobody once it is orphaned by `fork()`) reads or writes the non-atomic fields; other
+/// threads touch `remote` and read the counters.
 #[repr(C, align(64))]
 pub struct Heap {
     /// `heap address | domain` per domain: the tag of this heap's pools, compared on the free
@@ -57,7 +59,7 @@ pub struct Heap {
     /// the partial queue so that they drain while the live set shrinks.
     sparse: [*mut Pool; NUM_DOMAINS * NUM_SLOTS],
     /// Stack of pools that received frees from other threads.
-    remote: AtomicPtr<Pool>,
+    pub(crate) remote: AtomicPtr<Pool>,
     /// Frees of other heaps' blocks waiting to be handed over, one chain per slot: blocks of
     /// one pool (the last one freed into for that domain and class), pushed with a single CAS
     /// when a block of another pool comes, when the chain is long, or on this thread's slow
@@ -82,11 +84,12 @@ pub struct Heap {
     /// Some foreign-block descriptor may hold blocks (so refills look at them).
     foreign_any: bool,
     /// List of all heaps (append-only, so it can be walked without a lock).
-    next_all: AtomicPtr<Heap>,
+    pub(crate) next_all: AtomicPtr<Heap>,
     /// List of abandoned heaps (under the HEAPS lock).
-    next_abandoned: *mut Heap,
-    /// Whether a live thread owns this heap.
-    attached: bool,
+    pub(crate) next_abandoned: *mut Heap,
+    /// Left behind by a thread that did not survive a `fork()` (see `fork.rs`): never adopted,
+    /// trimmed or collected again; its blocks can still be freed (remotely).
+    pub(crate) orphan: bool,
 }
 
 const _: () = assert!(core::mem::align_of::<Heap>() >= HEAP_ALIGN);
@@ -127,20 +130,23 @@ impl Delayed {
     };
 }
 
-struct Heaps {
-    abandoned: *mut Heap,
+pub(crate) struct Heaps {
+    pub(crate) abandoned: *mut Heap,
     count: usize,
     nabandoned: usize,
+    /// Heaps orphaned by `fork()` (set in the child, see `fork.rs`).
+    pub(crate) norphans: usize,
     meta: MetaPool,
 }
 
 // SAFETY: raw pointers followed only under the lock.
 unsafe impl Send for Heaps {}
 
-static HEAPS: SpinLock<Heaps> = SpinLock::new(Heaps {
+pub(crate) static HEAPS: SpinLock<Heaps> = SpinLock::new(Heaps {
     abandoned: ptr::null_mut(),
     count: 0,
     nabandoned: 0,
+    norphans: 0,
     meta: MetaPool::new(core::mem::size_of::<Heap>()),
 });
 
@@ -171,7 +177,7 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     foreign_any: false,
     next_all: AtomicPtr::new(ptr::null_mut()),
     next_abandoned: ptr::null_mut(),
-    attached: false,
+    orphan: false,
 });
 
 /// The empty heap's tags: no pool carries it.
@@ -252,7 +258,7 @@ pub fn empty_heap() -> *mut Heap {
 }
 
 /// Head of the list of all heaps.
-static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(ptr::null_mut());
+pub(crate) static ALL_HEAPS: AtomicPtr<Heap> = AtomicPtr::new(ptr::null_mut());
 
 /// Add to a counter that only this thread writes (a plain `add` on x86-64).
 #[inline(always)]
@@ -1475,7 +1481,6 @@ fn attach() -> *mut Heap {
         let bits = HOOKED.load(Ordering::SeqCst);
         (*h).hooked.store(bits, Ordering::SeqCst);
         set_tags(&*h, bits);
-        (*h).attached = true;
         (*h).next_abandoned = ptr::null_mut();
         tls::set(h);
         init::on_thread_exit(h);
@@ -1495,7 +1500,6 @@ pub unsafe fn detach(h: *mut Heap) {
     // SAFETY: we own `h` until it is on the abandoned list.
     unsafe {
         trim(h);
-        (*h).attached = false;
         let mut g = HEAPS.lock();
         (*h).next_abandoned = g.abandoned;
         g.abandoned = h;
@@ -1621,47 +1625,10 @@ pub fn for_each_heap(mut f: impl FnMut(&Heap)) {
     }
 }
 
-/// Heaps made and heaps waiting for a thread.
-pub fn heap_counts() -> (usize, usize) {
+/// Heaps made, heaps waiting for a thread, and heaps orphaned by `fork()`.
+pub fn heap_counts() -> (usize, usize, usize) {
     let g = HEAPS.lock();
-    (g.count, g.nabandoned)
-}
-
-/// Hold the heap lock across `fork()`.
-pub fn fork_lock() {
-    HEAPS.raw_lock();
-}
-
-/// After `fork()` in the child: the other threads are gone, so their heaps are abandoned.
-///
-/// # Safety
-/// Called once in the child after [`fork_lock`], before anything else allocates.
-pub unsafe fn fork_child() {
-    // SAFETY: the lock is held since fork_lock; only this thread runs in the child.
-    unsafe {
-        HEAPS.raw_unlock();
-        let me = tls::get();
-        let mut g = HEAPS.lock();
-        let mut h = ALL_HEAPS.load(Ordering::Acquire);
-        while !h.is_null() {
-            if h != me && (*h).attached {
-                (*h).attached = false;
-                (*h).next_abandoned = g.abandoned;
-                g.abandoned = h;
-                g.nabandoned += 1;
-            }
-            h = (*h).next_all.load(Ordering::Acquire);
-        }
-    }
-}
-
-/// After `fork()` in the parent.
-///
-/// # Safety
-/// Called once after [`fork_lock`].
-pub unsafe fn fork_parent() {
-    // SAFETY: taken by fork_lock.
-    unsafe { HEAPS.raw_unlock() };
+    (g.count, g.nabandoned, g.norphans)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Process and thread start and stop: options at load, the thread-exit hook, fork safety.
 
-use crate::{arena, domain, heap, host, large_cache, meta, options, pagemap, report};
+use crate::{arena, domain, fork, heap, host, options, report};
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
@@ -54,8 +54,8 @@ fn init_slow() {
                 "cannot create a thread-exit key; heaps of exited threads will not be reused"
             ));
         }
-        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
     }
+    fork::install();
     KEY.store(key, Ordering::Relaxed);
     if o.stats_at_exit {
         // SAFETY: registering a plain function.
@@ -97,39 +97,5 @@ extern "C" fn thread_exit(h: *mut c_void) {
     if !h.is_null() {
         // SAFETY: glibc passes back the value this thread set: its own heap.
         unsafe { heap::detach(h.cast()) };
-    }
-}
-
-// Every lock of the slow paths is held across fork(), so that the child never inherits one
-// taken by a thread that does not exist there. Order: heaps, large cache, arenas,
-// descriptors, page map.
-
-extern "C" fn fork_prepare() {
-    heap::fork_lock();
-    large_cache::fork_lock();
-    arena::fork_lock();
-    meta::DESCRIPTORS.raw_lock();
-    pagemap::fork_lock();
-}
-
-extern "C" fn fork_parent() {
-    // SAFETY: fork_prepare took all four locks.
-    unsafe {
-        pagemap::fork_unlock();
-        meta::DESCRIPTORS.raw_unlock();
-        arena::fork_unlock();
-        large_cache::fork_unlock();
-        heap::fork_parent();
-    }
-}
-
-extern "C" fn fork_child() {
-    // SAFETY: fork_prepare took all four locks; only this thread exists in the child.
-    unsafe {
-        pagemap::fork_unlock();
-        meta::DESCRIPTORS.raw_unlock();
-        arena::fork_unlock();
-        large_cache::fork_unlock();
-        heap::fork_child();
     }
 }

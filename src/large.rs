@@ -235,12 +235,16 @@ unsafe fn grow_onto_kept(desc: *mut Pool, len: usize) -> bool {
     unsafe {
         let (p, old) = ((*desc).start, (*desc).map_len);
         let (q, klen) = ((*kept).start, (*kept).map_len);
+        // The units given up are cleared *before* the kernel takes them back: another thread's
+        // next mmap may get that range at once and register its own block there, which
+        // clearing afterwards would erase. Nobody else looks this block up meanwhile.
+        register(p as usize, old, ptr::null_mut());
         if !os::move_pages(p, old, q) {
+            register(p as usize, old, desc);
             free_mapping(kept);
             return false;
         }
-        // [p, p+old) is gone; [q, q+klen) is the block's now, one descriptor for it.
-        register(p as usize, old, ptr::null_mut());
+        // [q, q+klen) is the block's now, one descriptor for it.
         register(q as usize, klen, desc);
         DESCRIPTORS.lock().free(kept.cast());
         BYTES_MAPPED.fetch_sub(old, Ordering::Relaxed);
@@ -259,11 +263,13 @@ unsafe fn grow_moved(desc: *mut Pool, len: usize) -> bool {
     // SAFETY: as stated.
     unsafe {
         let (p, old) = ((*desc).start, (*desc).map_len);
+        // Cleared before the kernel takes the range back (see `grow_onto_kept`).
+        register(p as usize, old, ptr::null_mut());
         let q = os::remap_aligned(p, old, len, POOL_SIZE);
         if q.is_null() {
+            register(p as usize, old, desc);
             return false;
         }
-        register(p as usize, old, ptr::null_mut());
         if !register(q as usize, len, desc) {
             // Cannot happen for an address the map covers; keep the block reachable.
             crate::report::fatal(format_args!(

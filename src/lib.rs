@@ -6,7 +6,7 @@
 //!
 //! Layers, bottom up (a module only uses the ones above it in this list):
 //! `config`, `size_class` → `os`, `sync`, `report`, `options` → `pool`, `pagemap`, `meta`,
-//! `tls` → `arena`, `large_cache` → `large` → `heap` → `domain`, `stats`, `init` → `ffi`.
+//! `tls` → `arena`, `large_cache` → `large` → `heap` → `domain`, `stats`, `fork`, `init` → `ffi`.
 //! See `docs/DESIGN.md`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -22,6 +22,8 @@ pub mod debug;
 /// cbindgen:ignore
 pub mod domain;
 pub mod ffi;
+/// cbindgen:ignore
+pub mod fork;
 /// cbindgen:ignore
 pub mod freelist;
 /// cbindgen:ignore

@@ -163,7 +163,7 @@ pub fn gather() -> pyalloc_stats {
     s.bytes_mapped_peak = (PEAK_MAPPED.load(Ordering::Relaxed) as u64).max(s.bytes_mapped);
     s.bytes_purged_total = arena::BYTES_PURGED.load(Ordering::Relaxed) as u64;
     s.bytes_dirty = arena::DIRTY_BYTES.load(Ordering::Relaxed) as u64;
-    let (heaps, idle) = heap::heap_counts();
+    let (heaps, idle, _) = heap::heap_counts();
     s.heaps = heaps as u64;
     s.heaps_abandoned = idle as u64;
     s.foreign_frees = domain::FOREIGN.load(Ordering::Relaxed);
@@ -250,6 +250,7 @@ pub fn write_report(w: &mut impl Write) -> fmt::Result {
         "heaps (idle)          = {:16} ({})",
         s.heaps, s.heaps_abandoned
     )?;
+    writeln!(w, "heaps orphaned (fork) = {:16}", heap::heap_counts().2)?;
     writeln!(w, "foreign frees         = {:16}", s.foreign_frees)?;
     writeln!(
         w,
@@ -303,7 +304,7 @@ pub fn write_json(w: &mut impl Write) -> fmt::Result {
     }
     write!(
         w,
-        "}}, \"arenas_in_use\": {}, \"arenas_empty\": {}, \"arenas_allocated_total\": {}, \"arenas_freed_total\": {}, \"bytes_mapped\": {}, \"bytes_mapped_peak\": {}, \"bytes_purged_total\": {}, \"bytes_dirty\": {}, \"heaps\": {}, \"heaps_abandoned\": {}, \"foreign_frees\": {}, \"large_cached_bytes\": {}, \"large_cache_hits\": {}, \"oom_events\": {}, \"host_mode\": {}}}",
+        "}}, \"arenas_in_use\": {}, \"arenas_empty\": {}, \"arenas_allocated_total\": {}, \"arenas_freed_total\": {}, \"bytes_mapped\": {}, \"bytes_mapped_peak\": {}, \"bytes_purged_total\": {}, \"bytes_dirty\": {}, \"heaps\": {}, \"heaps_abandoned\": {}, \"heaps_orphaned\": {}, \"foreign_frees\": {}, \"large_cached_bytes\": {}, \"large_cache_hits\": {}, \"oom_events\": {}, \"host_mode\": {}}}",
         s.arenas_in_use,
         s.arenas_empty,
         s.arenas_allocated_total,
@@ -314,6 +315,7 @@ pub fn write_json(w: &mut impl Write) -> fmt::Result {
         s.bytes_dirty,
         s.heaps,
         s.heaps_abandoned,
+        heap::heap_counts().2,
         s.foreign_frees,
         s.large_cached_bytes,
         s.large_cache_hits,

@@ -51,6 +51,9 @@ pub struct Heap {
     /// Allocations and frees counted per `domain * NUM_SLOTS + class` (class 0: large blocks).
     pub allocs: [AtomicU64; NUM_DOMAINS * NUM_SLOTS],
     pub frees: [AtomicU64; NUM_DOMAINS * NUM_SLOTS],
+    /// Live large bytes per domain allocated minus freed by this heap's thread (wrapping: a
+    /// thread may free another's blocks); statistics add all heaps.
+    pub large_bytes: [AtomicUsize; NUM_DOMAINS],
     /// Partial pools per `domain * NUM_SLOTS + class`, a FIFO queue doubly linked through
     /// `Pool::next/prev`: head and tail.
     partial: [*mut Pool; NUM_DOMAINS * NUM_SLOTS],
@@ -164,6 +167,7 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     pools: [[&pool::EMPTY_POOL.0 as *const Pool as *mut Pool; NUM_SLOTS]; NUM_DOMAINS],
     allocs: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
     frees: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
+    large_bytes: [const { AtomicUsize::new(0) }; NUM_DOMAINS],
     partial: [ptr::null_mut(); NUM_DOMAINS * NUM_SLOTS],
     partial_tail: [ptr::null_mut(); NUM_DOMAINS * NUM_SLOTS],
     sparse: [ptr::null_mut(); NUM_DOMAINS * NUM_SLOTS],
@@ -806,7 +810,7 @@ unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p: *mut u8) {
             debug_assert!(tag & TAG_LARGE != 0);
             count_free(heap, index);
             track::free_like(p);
-            large::free(pool);
+            large::free(heap, pool);
             return;
         }
         // A pool block's local free is counted by its pool (allocations minus live blocks). A
@@ -1309,10 +1313,10 @@ pub unsafe fn realloc<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
         }
         if tag < HEAP_ALIGN {
             if n > MEDIUM_MAX {
-                let mut q = large::realloc(pool, n);
+                let mut q = large::realloc(tls::get(), pool, n);
                 if q.is_null() {
                     relieve_pressure();
-                    q = large::realloc(pool, n);
+                    q = large::realloc(tls::get(), pool, n);
                 }
                 if !q.is_null() {
                     track::moved(p, q, old, n);

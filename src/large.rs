@@ -59,14 +59,33 @@ pub unsafe fn alloc(heap: *mut Heap, d: usize, size: usize, zero: bool) -> *mut 
         (*desc).owner_tag.store(TAG_LARGE | d, Ordering::Release);
         (*desc).start
     };
-    stats::LARGE_LIVE_BYTES[d].fetch_add(usable, Ordering::Relaxed);
     // SAFETY: `heap` is this thread's heap.
     unsafe {
+        count_bytes(heap, d, usable);
         let c = &(*heap).allocs[d * NUM_SLOTS];
         c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     }
     stats::sample_peak_on_growth();
     p
+}
+
+/// Add `delta` (wrapping) to the live large bytes of domain `d`: in the calling thread's heap
+/// (a plain add: only that thread writes it), or globally for a thread without one.
+///
+/// # Safety
+/// `heap` is the calling thread's heap or the empty heap.
+#[inline]
+unsafe fn count_bytes(heap: *mut Heap, d: usize, delta: usize) {
+    if heap == crate::heap::empty_heap() {
+        stats::LARGE_LIVE_BYTES[d].fetch_add(delta, Ordering::Relaxed);
+    } else {
+        // SAFETY: as stated; only this thread writes its heap's counters.
+        let c = unsafe { &(*heap).large_bytes[d] };
+        c.store(
+            c.load(Ordering::Relaxed).wrapping_add(delta),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// A fresh mapping of `len` bytes with its descriptor, registered in the page map (tag
@@ -125,11 +144,11 @@ unsafe fn cut(desc: *mut Pool, len: usize) -> bool {
 ///
 /// # Safety
 /// `desc` is the live descriptor of a large block nobody uses any more.
-pub unsafe fn free(desc: *mut Pool) {
+pub unsafe fn free(heap: *mut Heap, desc: *mut Pool) {
     // SAFETY: as stated.
     unsafe {
         let (usable, d) = ((*desc).size, (*desc).domain as usize);
-        stats::LARGE_LIVE_BYTES[d].fetch_sub(usable, Ordering::Relaxed);
+        count_bytes(heap, d, usable.wrapping_neg());
         let mut evicted = large_cache::evicted();
         if !large_cache::put(desc, &mut evicted) {
             free_mapping(desc);
@@ -187,7 +206,7 @@ pub fn drain() {
 ///
 /// # Safety
 /// `desc` is the live descriptor of a large block owned by the caller.
-pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
+pub unsafe fn realloc(heap: *mut Heap, desc: *mut Pool, n: usize) -> *mut u8 {
     let Some((usable, len)) = sizes(n) else {
         return ptr::null_mut();
     };
@@ -210,11 +229,11 @@ pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
             (*desc).map_len = len;
             BYTES_MAPPED.fetch_add(len - old, Ordering::Relaxed);
         } else if !grow_moved(desc, len) {
-            return grow_copied(desc, n);
+            return grow_copied(heap, desc, n);
         }
         (*desc).end = (*desc).start.add(usable);
         (*desc).size = usable;
-        stats::LARGE_LIVE_BYTES[d].fetch_add(usable.wrapping_sub(old_usable), Ordering::Relaxed);
+        count_bytes(heap, d, usable.wrapping_sub(old_usable));
         (*desc).start
     }
 }
@@ -288,7 +307,7 @@ unsafe fn grow_moved(desc: *mut Pool, len: usize) -> bool {
 ///
 /// # Safety
 /// `desc` is the live descriptor of a large block owned by the caller.
-unsafe fn grow_copied(desc: *mut Pool, n: usize) -> *mut u8 {
+unsafe fn grow_copied(heap: *mut Heap, desc: *mut Pool, n: usize) -> *mut u8 {
     let Some((usable, len)) = sizes(n) else {
         return ptr::null_mut();
     };
@@ -312,7 +331,7 @@ unsafe fn grow_copied(desc: *mut Pool, n: usize) -> *mut u8 {
         (*desc).map_len = len;
         (*desc).end = q.add(usable);
         (*desc).size = usable;
-        stats::LARGE_LIVE_BYTES[d].fetch_add(usable.wrapping_sub(old_usable), Ordering::Relaxed);
+        count_bytes(heap, d, usable.wrapping_sub(old_usable));
         q
     }
 }

@@ -39,6 +39,8 @@ const RETAIN_WINDOWS: u64 = 10;
 #[derive(Clone, Copy)]
 struct Entry {
     desc: *mut Pool,
+    /// Its mapping's length (a copy: the best-fit scan reads no descriptor).
+    len: usize,
     /// When (ms) the block was freed.
     stamp: u64,
 }
@@ -60,6 +62,7 @@ unsafe impl Send for Cache {}
 static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     entries: [Entry {
         desc: ptr::null_mut(),
+        len: 0,
         stamp: 0,
     }; SLOTS],
     n: 0,
@@ -103,13 +106,12 @@ impl Evicted {
 impl Cache {
     /// Remove entry `i` (keeping the order) and return its descriptor.
     fn remove(&mut self, i: usize) -> *mut Pool {
-        let d = self.entries[i].desc;
+        let (d, len) = (self.entries[i].desc, self.entries[i].len);
         if i + 1 < self.n {
             self.entries.copy_within(i + 1..self.n, i);
         }
         self.n -= 1;
-        // SAFETY: cached descriptors are live (lock held).
-        self.bytes -= unsafe { (*d).map_len };
+        self.bytes -= len;
         CACHED_BYTES.store(self.bytes, Ordering::Relaxed);
         d
     }
@@ -158,8 +160,7 @@ pub fn take(len: usize, growing: bool, out: &mut Evicted) -> *mut Pool {
     let mut best = usize::MAX;
     let mut best_len = usize::MAX;
     for i in 0..g.n {
-        // SAFETY: cached descriptors are live (lock held).
-        let l = unsafe { (*g.entries[i].desc).map_len };
+        let l = g.entries[i].len;
         if l >= len && l <= best_len && (growing || !too_long(l, len)) {
             best = i;
             best_len = l;
@@ -172,7 +173,8 @@ pub fn take(len: usize, growing: bool, out: &mut Evicted) -> *mut Pool {
     g.note_regret(now, true);
     let d = g.remove(best);
     g.reschedule(PURGE_DELAY_MS.load(Ordering::Relaxed));
-    HITS.fetch_add(1, Ordering::Relaxed);
+    // Under the lock: a plain add, no second atomic read-modify-write.
+    HITS.store(HITS.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
     d
 }
 
@@ -198,7 +200,11 @@ pub unsafe fn put(desc: *mut Pool, out: &mut Evicted) -> bool {
     // SAFETY: as stated; from now on the descriptor belongs to the cache.
     unsafe { (*desc).owner_tag.store(TAG_CACHED, Ordering::Release) };
     let i = g.n;
-    g.entries[i] = Entry { desc, stamp: now };
+    g.entries[i] = Entry {
+        desc,
+        len,
+        stamp: now,
+    };
     g.n += 1;
     g.bytes += len;
     CACHED_BYTES.store(g.bytes, Ordering::Relaxed);

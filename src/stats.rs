@@ -24,7 +24,8 @@ pub static POOLS_IN_USE: [AtomicUsize; NUM_DOMAINS] = [const { AtomicUsize::new(
 /// Frees made by threads that never allocated (they have no heap to count in).
 pub static ORPHAN_FREES: [AtomicU64; NUM_DOMAINS * NUM_SLOTS] =
     [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS];
-/// Bytes in live large blocks, per domain.
+/// Bytes in live large blocks, per domain, counted by threads without a heap (the rest is in
+/// the heaps: [`large_live_bytes`]).
 pub static LARGE_LIVE_BYTES: [AtomicUsize; NUM_DOMAINS] =
     [const { AtomicUsize::new(0) }; NUM_DOMAINS];
 /// Times the OS refused memory and pyalloc gave back what it held before retrying.
@@ -69,8 +70,15 @@ fn all_counts() -> Counts {
     t
 }
 
+/// Bytes in live large blocks of domain `d`.
+fn large_live_bytes(d: usize) -> u64 {
+    let mut b = LARGE_LIVE_BYTES[d].load(Ordering::Relaxed);
+    heap::for_each_heap(|h| b = b.wrapping_add(h.large_bytes[d].load(Ordering::Relaxed)));
+    b as u64
+}
+
 fn live_bytes(d: usize, counts: &[(u64, u64); NUM_SLOTS]) -> u64 {
-    let mut bytes = LARGE_LIVE_BYTES[d].load(Ordering::Relaxed) as u64;
+    let mut bytes = large_live_bytes(d);
     for (c, &(a, f)) in counts.iter().enumerate().skip(1) {
         bytes = bytes.wrapping_add(a.wrapping_sub(f).wrapping_mul(BLOCK_SIZES[c] as u64));
     }
@@ -151,7 +159,7 @@ pub fn gather() -> pyalloc_stats {
             .max(ds.live_bytes);
         ds.pools_in_use = POOLS_IN_USE[d].load(Ordering::Relaxed) as u64;
         ds.large_blocks = counts[0].0.saturating_sub(counts[0].1);
-        ds.large_bytes = LARGE_LIVE_BYTES[d].load(Ordering::Relaxed) as u64;
+        ds.large_bytes = large_live_bytes(d);
         ds.mismatched_frees = domain::MISMATCHES[d].load(Ordering::Relaxed);
     }
     let (alive, empty) = arena::counts();

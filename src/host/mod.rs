@@ -11,13 +11,20 @@
 //! which dispatch through the host's tables: hooks the host installs later (tracemalloc,
 //! `PyMem_SetupDebugHooks`) see every allocation whichever symbol an extension calls.
 
-use crate::abi::{PyMemAllocatorDomain, PyMemAllocatorEx, PyObjectArenaAllocator};
+use crate::abi::{PyMemAllocatorDomain, PyMemAllocatorEx};
 use crate::domain::{self, MEM, OBJ, RAW};
 use crate::options::env;
 use crate::report::warn;
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::ptr;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
+
+mod forward;
+mod objects;
+
+pub use forward::*;
+use objects::{find_host_tables, is_own};
+pub use objects::{host_serves_own, HOST_TABLES};
 
 /// What pyalloc decided at load.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -36,121 +43,6 @@ static MODE: AtomicU8 = AtomicU8::new(Mode::Standalone as u8);
 static WANT_DEBUG: AtomicBool = AtomicBool::new(false);
 /// Set once pyalloc is back under CPython's debug hooks.
 static DEBUG_HOOKS: AtomicBool = AtomicBool::new(false);
-
-/// Where the host keeps its three dispatch tables (found by content after installing), so that
-/// pyalloc's own exports can tell in two loads whether the host still dispatches to pyalloc
-/// (no tracemalloc or debug hook in between) and then serve the call directly, instead of
-/// going through the host's function and back. Null where not found.
-pub static HOST_TABLES: [AtomicPtr<PyMemAllocatorEx>; 3] =
-    [const { AtomicPtr::new(ptr::null_mut()) }; 3];
-
-/// Whether the host's table for domain `D` holds pyalloc's own allocator right now.
-#[inline(always)]
-pub fn host_serves_own<const D: usize>() -> bool {
-    let t = HOST_TABLES[D].load(Ordering::Relaxed);
-    // SAFETY: a found table lives as long as the host; a racing hook installation makes us
-    // either serve (correct before it) or forward (correct after it).
-    !t.is_null()
-        && unsafe { ptr::read_volatile(ptr::addr_of!((*t).malloc)) }.map(|f| f as *const ())
-            == Some(domain::table_malloc::<D> as *const ())
-}
-
-/// Scan the writable segments of the object that defines the host's `PyMem_SetAllocator` for
-/// the tables just installed (CPython keeps them in static data: `_PyMem_Raw`/`_PyMem`/
-/// `_PyObject` up to 3.11, `_PyRuntime.allocators` from 3.12).
-fn find_host_tables(set: *mut c_void) {
-    struct Search {
-        base: usize,
-        want: [[usize; 5]; 3],
-        found: [usize; 3],
-    }
-    unsafe extern "C" fn each(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        data: *mut c_void,
-    ) -> c_int {
-        // SAFETY: the loader passes a valid info; `data` is our Search.
-        unsafe {
-            let s = &mut *(data as *mut Search);
-            if (*info).dlpi_addr as usize != s.base {
-                return 0;
-            }
-            // The part of the writable segment made read-only after relocation (GOT, vtables)
-            // cannot hold the tables; skipping it keeps those file pages from being read in.
-            let bias = (*info).dlpi_addr as usize;
-            let (mut relro_lo, mut relro_hi) = (0usize, 0usize);
-            for i in 0..(*info).dlpi_phnum as usize {
-                let ph = &*(*info).dlpi_phdr.add(i);
-                if ph.p_type == libc::PT_GNU_RELRO {
-                    relro_lo = bias + ph.p_vaddr as usize;
-                    relro_hi = relro_lo + ph.p_memsz as usize;
-                }
-            }
-            for i in 0..(*info).dlpi_phnum as usize {
-                let ph = &*(*info).dlpi_phdr.add(i);
-                if ph.p_type != libc::PT_LOAD || ph.p_flags & libc::PF_W == 0 {
-                    continue;
-                }
-                let mut start = (bias + ph.p_vaddr as usize) & !7;
-                let end = bias + ph.p_vaddr as usize + ph.p_memsz as usize;
-                if start >= relro_lo && start < relro_hi {
-                    start = (relro_hi + 7) & !7;
-                }
-                let words = end.saturating_sub(start) / 8;
-                let mem = start as *const usize;
-                for w in 0..words.saturating_sub(5) {
-                    if s.found.iter().all(|&f| f != 0) {
-                        // All found: reading on would only fault in more pages.
-                        return 1;
-                    }
-                    for d in 0..3 {
-                        if s.found[d] == 0
-                            && *mem.add(w + 1) == s.want[d][1]
-                            && (0..5).all(|k| *mem.add(w + k) == s.want[d][k])
-                        {
-                            s.found[d] = mem.add(w) as usize;
-                        }
-                    }
-                }
-            }
-            1
-        }
-    }
-    // The object that defines the host's function; dl_iterate_phdr names objects by load
-    // bias (0 for a non-PIE executable).
-    let Some((bias, _, _)) = object_of(set as usize) else {
-        return;
-    };
-    let mut s = Search {
-        base: bias,
-        want: [[0; 5]; 3],
-        found: [0; 3],
-    };
-    // SAFETY: the Search outlives the iteration.
-    unsafe {
-        for d in 0..3 {
-            let a = domain::own_allocator(d, false);
-            s.want[d] = [
-                0,
-                a.malloc.map_or(0, |f| f as usize),
-                a.calloc.map_or(0, |f| f as usize),
-                a.realloc.map_or(0, |f| f as usize),
-                a.free.map_or(0, |f| f as usize),
-            ];
-        }
-        let raw_libc = RAW_LIBC.load(Ordering::Relaxed);
-        if raw_libc {
-            s.found[RAW] = 1; // not installed there: nothing to look for
-        }
-        libc::dl_iterate_phdr(Some(each), &mut s as *mut Search as *mut c_void);
-        if raw_libc {
-            s.found[RAW] = 0;
-        }
-        for (slot, &found) in HOST_TABLES.iter().zip(s.found.iter()) {
-            slot.store(found as *mut PyMemAllocatorEx, Ordering::Release);
-        }
-    }
-}
 
 /// `PYALLOC_RAW=libc`: leave the host's raw domain on its own allocator (libc malloc).
 static RAW_LIBC: AtomicBool = AtomicBool::new(false);
@@ -270,68 +162,6 @@ pub static HOST: HostFns = HostFns {
     allocated_blocks: AtomicPtr::new(ptr::null_mut()),
     api: [const { [const { AtomicPtr::new(ptr::null_mut()) }; 4] }; 3],
 };
-
-/// Whether `p` lies in pyalloc's own object (shared library or executable). Compared by the
-/// object's address range rather than by our exports' addresses, which a host that defines the
-/// same names (a statically linked interpreter) interposes even inside pyalloc. The range is
-/// found once (`dladdr` scans a symbol table per call: it cost 1.8 million instructions at
-/// every start-up when called per symbol).
-fn is_own(p: *mut c_void) -> bool {
-    let (lo, hi) = own_range();
-    (lo..hi).contains(&(p as usize))
-}
-
-/// Lowest and highest address of the loadable segments of the object holding this code.
-fn own_range() -> (usize, usize) {
-    static RANGE: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
-    let hi = RANGE[1].load(Ordering::Acquire);
-    if hi != 0 {
-        return (RANGE[0].load(Ordering::Relaxed), hi);
-    }
-    let Some((_, lo, hi)) = object_of(own_range as *const () as usize) else {
-        return (0, 0);
-    };
-    RANGE[0].store(lo, Ordering::Relaxed);
-    RANGE[1].store(hi, Ordering::Release);
-    (lo, hi)
-}
-
-/// The loaded object (executable or shared library) one of whose loadable segments holds
-/// `addr`: its load bias, and the lowest and highest address of its loadable segments.
-fn object_of(addr: usize) -> Option<(usize, usize, usize)> {
-    unsafe extern "C" fn each(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        data: *mut c_void,
-    ) -> c_int {
-        // SAFETY: the loader passes a valid info; `data` is (address to find, out result).
-        unsafe {
-            let d = &mut *(data as *mut (usize, Option<(usize, usize, usize)>));
-            let bias = (*info).dlpi_addr as usize;
-            let (mut lo, mut hi, mut mine) = (usize::MAX, 0usize, false);
-            for i in 0..(*info).dlpi_phnum as usize {
-                let ph = &*(*info).dlpi_phdr.add(i);
-                if ph.p_type != libc::PT_LOAD {
-                    continue;
-                }
-                let start = bias + ph.p_vaddr as usize;
-                let end = start + ph.p_memsz as usize;
-                lo = lo.min(start);
-                hi = hi.max(end);
-                mine |= (start..end).contains(&d.0);
-            }
-            if mine {
-                d.1 = Some((bias, lo, hi));
-                return 1;
-            }
-            0
-        }
-    }
-    let mut d: (usize, Option<(usize, usize, usize)>) = (addr, None);
-    // SAFETY: the iteration only reads loader data; `d` outlives it.
-    unsafe { libc::dl_iterate_phdr(Some(each), &mut d as *mut _ as *mut c_void) };
-    d.1
-}
 
 /// The definition of `name` that is not pyalloc's own: the first in the global scope (a
 /// statically linked interpreter's executable), else the next one after pyalloc (libpython).
@@ -588,164 +418,6 @@ fn python_context() {
         }
     }
     crate::report::write_stderr(b"(set PYTHONFAULTHANDLER=1 to see the Python traceback)\n");
-}
-
-/// A table for pyalloc's own exports of domain `d` that calls the host's function.
-fn forwarder(d: usize) -> PyMemAllocatorEx {
-    fn make<const D: usize>() -> PyMemAllocatorEx {
-        PyMemAllocatorEx {
-            ctx: ptr::null_mut(),
-            malloc: Some(fwd_malloc::<D>),
-            calloc: Some(fwd_calloc::<D>),
-            realloc: Some(fwd_realloc::<D>),
-            free: Some(fwd_free::<D>),
-        }
-    }
-    match d {
-        RAW => make::<RAW>(),
-        MEM => make::<MEM>(),
-        _ => make::<OBJ>(),
-    }
-}
-
-fn host_fn(d: usize, op: usize) -> *mut c_void {
-    HOST.api[d][op].load(Ordering::Relaxed)
-}
-
-unsafe extern "C" fn fwd_malloc<const D: usize>(_ctx: *mut c_void, size: usize) -> *mut c_void {
-    let f = host_fn(D, 0);
-    if f.is_null() {
-        return ptr::null_mut();
-    }
-    // SAFETY: the host's PyMem_*Malloc has this signature.
-    unsafe { core::mem::transmute::<*mut c_void, extern "C" fn(usize) -> *mut c_void>(f)(size) }
-}
-unsafe extern "C" fn fwd_calloc<const D: usize>(
-    _ctx: *mut c_void,
-    n: usize,
-    size: usize,
-) -> *mut c_void {
-    let f = host_fn(D, 1);
-    if f.is_null() {
-        return ptr::null_mut();
-    }
-    // SAFETY: the host's PyMem_*Calloc has this signature.
-    unsafe {
-        core::mem::transmute::<*mut c_void, extern "C" fn(usize, usize) -> *mut c_void>(f)(n, size)
-    }
-}
-unsafe extern "C" fn fwd_realloc<const D: usize>(
-    _ctx: *mut c_void,
-    p: *mut c_void,
-    size: usize,
-) -> *mut c_void {
-    let f = host_fn(D, 2);
-    if f.is_null() {
-        return ptr::null_mut();
-    }
-    // SAFETY: the host's PyMem_*Realloc has this signature; `p` is the caller's.
-    unsafe {
-        core::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void>(
-            f,
-        )(p, size)
-    }
-}
-unsafe extern "C" fn fwd_free<const D: usize>(_ctx: *mut c_void, p: *mut c_void) {
-    let f = host_fn(D, 3);
-    if !f.is_null() {
-        // SAFETY: the host's PyMem_*Free has this signature; `p` is the caller's.
-        unsafe { core::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_void)>(f)(p) }
-    }
-}
-
-/// The host's function `name`, looked up once and cached in `slot` (object-layer forwarding).
-pub fn object_fn(slot: &AtomicPtr<c_void>, name: &CStr) -> *mut c_void {
-    let mut f = slot.load(Ordering::Acquire);
-    if f.is_null() {
-        f = resolve(name);
-        if f.is_null() {
-            crate::report::fatal(format_args!(
-                "the CPython host does not export {}, which a C extension called through pyalloc",
-                name.to_str().unwrap_or("?")
-            ));
-        }
-        slot.store(f, Ordering::Release);
-    }
-    f
-}
-
-/// Call the host's `PyMem_GetAllocator`.
-///
-/// # Safety
-/// `a` is valid for writes.
-pub unsafe fn get_allocator(d: PyMemAllocatorDomain, a: *mut PyMemAllocatorEx) {
-    let f = HOST.get_allocator.load(Ordering::Relaxed);
-    if !f.is_null() {
-        // SAFETY: the host's function has this signature.
-        unsafe { core::mem::transmute::<*mut c_void, SetAllocatorFn>(f)(d, a) }
-    }
-}
-
-/// Call the host's `PyMem_SetAllocator`.
-///
-/// # Safety
-/// `a` is valid for reads.
-pub unsafe fn set_allocator(d: PyMemAllocatorDomain, a: *mut PyMemAllocatorEx) {
-    let f = HOST.set_allocator.load(Ordering::Relaxed);
-    if !f.is_null() {
-        // SAFETY: the host's function has this signature.
-        unsafe { core::mem::transmute::<*mut c_void, SetAllocatorFn>(f)(d, a) }
-    }
-}
-
-/// Call one of the host's `void f(void)` or `void f(PyObjectArenaAllocator *)` functions.
-///
-/// # Safety
-/// `a` is valid for the call, as the host function requires.
-pub unsafe fn call_arena(f: &AtomicPtr<c_void>, a: *mut PyObjectArenaAllocator) {
-    let f = f.load(Ordering::Relaxed);
-    if !f.is_null() {
-        // SAFETY: as stated.
-        unsafe {
-            core::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut PyObjectArenaAllocator)>(
-                f,
-            )(a)
-        }
-    }
-}
-
-/// Call the host's `PyMem_SetupDebugHooks`.
-pub fn setup_debug_hooks() {
-    let f = HOST.setup_debug_hooks.load(Ordering::Relaxed);
-    if !f.is_null() {
-        // SAFETY: the host's function takes nothing.
-        unsafe { core::mem::transmute::<*mut c_void, extern "C" fn()>(f)() }
-    }
-}
-
-/// Forward `_PyObject_DebugMallocStats` to the host (when pyalloc is not installed).
-///
-/// # Safety
-/// `out` is a `FILE *` as the host expects.
-pub unsafe fn debug_malloc_stats(out: *mut c_void) -> c_int {
-    let f = HOST.debug_malloc_stats.load(Ordering::Relaxed);
-    if f.is_null() {
-        return 0;
-    }
-    // SAFETY: as stated.
-    unsafe {
-        core::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_void) -> c_int>(f)(out)
-    }
-}
-
-/// Forward `_Py_GetAllocatedBlocks` to the host (when pyalloc is not installed).
-pub fn allocated_blocks() -> isize {
-    let f = HOST.allocated_blocks.load(Ordering::Relaxed);
-    if f.is_null() {
-        return 0;
-    }
-    // SAFETY: the host's function takes nothing.
-    unsafe { core::mem::transmute::<*mut c_void, extern "C" fn() -> isize>(f)() }
 }
 
 #[cfg(test)]

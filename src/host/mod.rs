@@ -15,11 +15,13 @@ use crate::abi::{PyMemAllocatorDomain, PyMemAllocatorEx};
 use crate::domain::{self, MEM, OBJ, RAW};
 use crate::options::env;
 use crate::report::warn;
+use crate::sync::SpinLock;
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 
 mod forward;
+mod install;
 mod objects;
 
 pub use forward::*;
@@ -36,6 +38,8 @@ pub enum Mode {
     Installed = 1,
     /// A host is present but pyalloc stepped aside (PYTHONMALLOC, unsupported build).
     Aside = 2,
+    /// Loaded into a running interpreter, which keeps its allocator until `pyalloc_install()`.
+    Passive = 3,
 }
 
 static MODE: AtomicU8 = AtomicU8::new(Mode::Standalone as u8);
@@ -129,6 +133,7 @@ pub fn mode() -> Mode {
     match MODE.load(Ordering::Acquire) {
         1 => Mode::Installed,
         2 => Mode::Aside,
+        3 => Mode::Passive,
         _ => Mode::Standalone,
     }
 }
@@ -337,25 +342,20 @@ pub fn install_at_load(verbose: bool, check_explicit: bool, raw_libc: bool) {
             warn(why);
         }
     };
-    let Some((major, minor)) = host_version() else {
-        return aside(
-            format_args!("not installed: the host's Py_GetVersion() cannot be read"),
-            true,
-        );
+    let (major, minor) = match supported() {
+        Ok(v) => v,
+        Err(e) => return aside(format_args!("not installed: {e}"), true),
     };
-    if major != 3 || !(8..=13).contains(&minor) {
-        return aside(
-            format_args!(
-                "not installed: CPython {major}.{minor} is not supported (3.8 to 3.13 are)"
-            ),
-            true,
-        );
-    }
-    if !resolve(c"_Py_DecRefShared").is_null() {
-        return aside(
-            format_args!("not installed: this CPython {major}.{minor} is a free-threaded build (Py_GIL_DISABLED), which pyalloc does not serve yet"),
-            true,
-        );
+    if interpreter_running() {
+        // Loaded into a running interpreter (ctypes, an extension linked with -lpyalloc): the
+        // interpreter keeps its allocator; pyalloc_install() can change that explicitly.
+        MODE.store(Mode::Passive as u8, Ordering::Release);
+        if verbose {
+            warn(format_args!(
+                "loaded into a running CPython {major}.{minor}: passive, the interpreter keeps its allocator (pyalloc_install() installs pyalloc)"
+            ));
+        }
+        return;
     }
     let mut cmd = [0u8; 4096];
     let len = read_cmdline(&mut cmd);
@@ -381,8 +381,22 @@ pub fn install_at_load(verbose: bool, check_explicit: bool, raw_libc: bool) {
             false,
         );
     }
-    install_own(set);
-    find_host_tables(set);
+    // Normally the host's tables still hold CPython's own allocator here; an embedding program
+    // may load pyalloc after pre-initialisation, and the blocks handed out until now go back
+    // to the allocator they came from (`domain::foreign_free`).
+    let plan = match install::survey(set) {
+        Ok(plan) => plan,
+        Err(r) => return aside(format_args!("not installed: {r}"), true),
+    };
+    if !plan.already {
+        install::apply(&plan);
+    }
+    if install::in_tables(&plan) {
+        find_host_tables(set);
+    }
+    if plan.debug_hooks {
+        DEBUG_HOOKS.store(true, Ordering::Relaxed);
+    }
     MODE.store(Mode::Installed as u8, Ordering::Release);
     crate::report::set_fatal_context(python_context);
     if request == Request::Debug {
@@ -396,6 +410,112 @@ pub fn install_at_load(verbose: bool, check_explicit: bool, raw_libc: bool) {
             if domain::strict() { "strict" } else { "compat" }
         ));
     }
+}
+
+/// Why a host cannot be served.
+enum Unsupported {
+    NoVersion,
+    Version(u32, u32),
+    FreeThreaded(u32, u32),
+}
+
+impl core::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Unsupported::NoVersion => write!(f, "the host's Py_GetVersion() cannot be read"),
+            Unsupported::Version(a, b) => {
+                write!(f, "CPython {a}.{b} is not supported (3.8 to 3.13 are)")
+            }
+            Unsupported::FreeThreaded(a, b) => write!(
+                f,
+                "this CPython {a}.{b} is a free-threaded build (Py_GIL_DISABLED), which pyalloc does not serve yet"
+            ),
+        }
+    }
+}
+
+/// The host's version, if pyalloc can serve it.
+fn supported() -> Result<(u32, u32), Unsupported> {
+    let (major, minor) = host_version().ok_or(Unsupported::NoVersion)?;
+    if major != 3 || !(8..=13).contains(&minor) {
+        return Err(Unsupported::Version(major, minor));
+    }
+    if !resolve(c"_Py_DecRefShared").is_null() {
+        return Err(Unsupported::FreeThreaded(major, minor));
+    }
+    Ok((major, minor))
+}
+
+/// Whether the host's interpreter is initialised already (`Py_IsInitialized()`): pyalloc was
+/// loaded into a running interpreter rather than at process start.
+fn interpreter_running() -> bool {
+    let f = resolve(c"Py_IsInitialized");
+    // SAFETY: Py_IsInitialized takes nothing, returns an int and may be called at any time.
+    !f.is_null()
+        && unsafe { core::mem::transmute::<*mut c_void, extern "C" fn() -> c_int>(f)() } != 0
+}
+
+/// Serialises [`install_now`].
+static INSTALLING: SpinLock<()> = SpinLock::new(());
+
+/// `pyalloc_install()`: make pyalloc the allocator of the running interpreter (see
+/// `install.rs`). 0 on success or if already installed; -1 with one line on stderr otherwise.
+pub fn install_now() -> c_int {
+    let _g = INSTALLING.lock();
+    let fail = |why: core::fmt::Arguments<'_>| {
+        warn(format_args!("pyalloc_install: not installed: {why}"));
+        -1
+    };
+    match mode() {
+        Mode::Installed => return 0,
+        Mode::Standalone => {
+            return fail(format_args!(
+                "no CPython interpreter in this process (pyalloc already serves its own API)"
+            ))
+        }
+        Mode::Aside | Mode::Passive => {}
+    }
+    let (major, minor) = match supported() {
+        Ok(v) => v,
+        Err(e) => return fail(format_args!("{e}")),
+    };
+    let set = HOST.set_allocator.load(Ordering::Relaxed);
+    let plan = match install::survey(set) {
+        Ok(plan) => plan,
+        Err(r) => return fail(format_args!("{r}")),
+    };
+    if !plan.already {
+        install::apply(&plan);
+        if install::in_tables(&plan) {
+            find_host_tables(set);
+        }
+    }
+    if plan.debug_hooks {
+        DEBUG_HOOKS.store(true, Ordering::Relaxed);
+    }
+    MODE.store(Mode::Installed as u8, Ordering::Release);
+    crate::report::set_fatal_context(python_context);
+    if VERBOSE.load(Ordering::Relaxed) {
+        warn(format_args!(
+            "installed into the running CPython {major}.{minor}{}{}",
+            if plan.debug_hooks {
+                ", beneath CPython's debug hooks"
+            } else {
+                ""
+            },
+            if plan.tracemalloc {
+                ", beneath tracemalloc"
+            } else {
+                ""
+            }
+        ));
+    }
+    0
+}
+
+/// `PYALLOC_RAW=libc`: the raw domain is left to the host.
+fn raw_libc() -> bool {
+    RAW_LIBC.load(Ordering::Relaxed)
 }
 
 /// After a fatal error in a host: the current thread's Python traceback, where the host exports

@@ -125,6 +125,37 @@ pub fn find_mapping(addr: usize) -> Option<Mapping> {
     }
 }
 
+/// Whether `len` bytes at `addr` can be read, found out without touching them (a
+/// `process_vm_readv` of our own process fails with EFAULT instead of faulting). True if the
+/// probe itself is not available (a seccomp filter), as nothing better is known.
+pub fn readable(addr: usize, len: usize) -> bool {
+    let mut buf = [0u8; 64];
+    let mut off = 0;
+    while off < len {
+        let n = (len - off).min(buf.len());
+        let local = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: n,
+        };
+        let remote = libc::iovec {
+            iov_base: (addr + off) as *mut libc::c_void,
+            iov_len: n,
+        };
+        // SAFETY: reads into our stack buffer; the kernel checks the remote range.
+        let got = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+        if got < 0 {
+            // SAFETY: reading errno.
+            let e = unsafe { *libc::__errno_location() };
+            return e != libc::EFAULT;
+        }
+        if got as usize != n {
+            return false;
+        }
+        off += n;
+    }
+    true
+}
+
 /// glibc's HEAP_MAX_SIZE on 64-bit targets (2 * DEFAULT_MMAP_THRESHOLD_MAX).
 const HEAP_MAX: usize = 64 << 20;
 
@@ -252,7 +283,10 @@ mod tests {
             ) as *mut u8;
             assert!(libc_chunk(m).is_err());
             assert!(libc_chunk(m.add(64)).is_err());
+            assert!(readable(m as usize, 1 << 16));
             libc::munmap(m.cast(), 1 << 16);
+            assert!(!readable(m as usize, 16));
+            assert!(readable(on_stack.as_ptr() as usize, 64));
         }
     }
 }

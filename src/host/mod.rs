@@ -1,11 +1,13 @@
 //! Installing into a CPython host (`LD_PRELOAD=libpyalloc.so python3 ...`, or a program that
-//! links both libpython and pyalloc).
+//! links both libpython and pyalloc): the decision at load, the mode, and `pyalloc_install()`.
 //!
 //! At load, pyalloc looks for the host's own `PyMem_SetAllocator` (skipping its own export) and,
-//! unless the user asked CPython for another allocator, installs its raw, mem and object
-//! allocators there, before the interpreter allocates anything. Calling the host's function is
-//! what reaches a statically linked interpreter (Debian's python3.11 binds its own calls
-//! internally, so interposing `PyObject_Malloc` alone would not).
+//! unless the user asked CPython for another allocator or the interpreter is already running
+//! (`Py_IsInitialized()`: loaded late by ctypes or an extension, pyalloc stays passive),
+//! installs its raw, mem and object allocators there, before the interpreter allocates
+//! anything (`install.rs` saves the allocators it replaces, which keep their blocks). Calling
+//! the host's function is what reaches a statically linked interpreter (Debian's python3.11
+//! binds its own calls internally, so interposing `PyObject_Malloc` alone would not).
 //!
 //! With a host, pyalloc's exported `PyMem_*`/`PyObject_*` forward to the host's functions,
 //! which dispatch through the host's tables: hooks the host installs later (tracemalloc,

@@ -67,6 +67,46 @@ def churn(rounds=20):
 """
 
 
+EMBED = r"""
+#include <Python.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+int main(void) {
+    PyPreConfig pre;
+    PyPreConfig_InitPythonConfig(&pre);
+    if (PyStatus_Exception(Py_PreInitialize(&pre))) return 2;
+    void *h = dlopen(getenv("PYALLOC_LIB"), RTLD_NOW | RTLD_GLOBAL);
+    if (!h) return 3;
+    int (*mode)(void) = (int (*)(void))dlsym(h, "pyalloc_host_mode");
+    int (*domain_of)(const void *) = (int (*)(const void *))dlsym(h, "pyalloc_domain_of");
+    Py_Initialize();
+    PyRun_SimpleString("import gc\nfor r in range(5):\n    x = [str(i) * 3 for i in range(100000)]\n    del x\n    gc.collect()");
+    PyObject *o = PyBytes_FromStringAndSize(NULL, 100);
+    printf("mode %d domain %d\n", mode(), domain_of(o));
+    Py_DECREF(o);
+    if (Py_FinalizeEx() != 0) return 4;
+    printf("done\n");
+    return 0;
+}
+"""
+
+
+def build_embedder(python, lib):
+    """A program embedding `python`'s libpython, or None without a shared libpython."""
+    v = subprocess.run([python, "-c", "import sysconfig as s; c = s.get_config_var; "
+                        "print(s.get_paths()['include'], c('LIBDIR'), c('LDVERSION'), c('Py_ENABLE_SHARED'))"],
+                       capture_output=True, text=True).stdout.split()
+    if len(v) != 4 or v[3] != "1":
+        return None
+    src, exe = os.path.join(BUILD, "embed.c"), os.path.join(BUILD, "embed")
+    with open(src, "w") as f:
+        f.write(EMBED)
+    r = subprocess.run(["cc", "-O1", "-I" + v[0], src, "-o", exe, "-L" + v[1], "-lpython" + v[2],
+                        "-Wl,-rpath," + v[1], "-ldl", "-lm"], capture_output=True, text=True)
+    return exe if r.returncode == 0 else None
+
+
 def main():
     global BUILD
     ap = argparse.ArgumentParser()
@@ -205,6 +245,21 @@ print(json.dumps([r, lib.pyalloc_host_mode(), sorted({lib.pyalloc_domain_of(id(o
           f"unknown hook: refused, passive, the hook kept working ({r.stdout.strip()!r})", r.stderr)
     check("pyalloc: pyalloc_install: not installed: the object domain's allocator is a hook pyalloc does not know"
           in r.stderr, "the refusal names the domain", r.stderr)
+
+    # 6. An embedding program that loads pyalloc between Py_PreInitialize() and Py_Initialize():
+    # pyalloc installs (the interpreter is not running yet) and what pre-initialisation
+    # allocated goes back to the allocator that made it, also under CPython's debug hooks.
+    exe = build_embedder(py, lib)
+    if exe is None:
+        print("embedding program not built (no shared libpython): case 6 skipped", flush=True)
+    else:
+        for extra in ({}, {"PYTHONMALLOC": "debug"}):
+            env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONMALLOC", "PYTHONDEVMODE")}
+            env.update({"PYALLOC_LIB": lib, **extra})
+            r = subprocess.run([exe], capture_output=True, text=True, env=env, timeout=180)
+            check(r.returncode == 0 and r.stdout.split() == ["mode", "1", "domain", "2", "done"],
+                  f"embedding, pyalloc loaded after pre-initialisation {extra}: installed, clean finalisation "
+                  f"(rc={r.returncode}, {r.stdout!r})", r.stderr)
 
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

@@ -495,6 +495,9 @@ pub fn foreign_realloc(asked: usize, p: *mut u8, n: usize) -> *mut u8 {
 }
 
 /// Move `q`, a block of ours in domain `owner` holding at least `n` bytes, into domain `asked`.
+/// `q` came through the host's `owner` function (hooks such as tracemalloc or CPython's debug
+/// hooks may wrap it, and then `q` is a pointer inside the block), so it is freed through the
+/// same way: this domain's table, which in a host forwards to the host's function.
 fn move_into(asked: usize, q: *mut u8, owner: usize, n: usize) -> *mut u8 {
     let r = match asked {
         RAW => heap::malloc::<RAW>(n),
@@ -504,13 +507,13 @@ fn move_into(asked: usize, q: *mut u8, owner: usize, n: usize) -> *mut u8 {
     if r.is_null() {
         return q; // still a valid block of n bytes; only its domain differs
     }
-    // SAFETY: `q` holds at least `n` bytes (its allocator's contract) and `r` is a fresh block.
+    let t = get(owner);
+    // SAFETY: `q` holds at least `n` bytes (its allocator's contract) and `r` is a fresh block;
+    // the table's free is the owner domain's, as the allocation was.
     unsafe {
         ptr::copy_nonoverlapping(q, r, n);
-        match owner {
-            RAW => heap::free::<RAW>(q),
-            MEM => heap::free::<MEM>(q),
-            _ => heap::free::<OBJ>(q),
+        if let Some(f) = t.free {
+            f(t.ctx, q.cast());
         }
     }
     r

@@ -169,8 +169,11 @@ fn word(a: usize) -> usize {
 /// what it is instead, for the report.
 pub fn libc_chunk(p: *mut u8) -> Result<(), &'static str> {
     let a = p as usize;
-    if a % 16 != 0 || a < 4096 {
+    if a % 16 != 0 {
         return Err("it is not 16-byte aligned, as every libc malloc block is");
+    }
+    if a < 4096 {
+        return Err("it points into the first page of the address space");
     }
     let chunk = a - 16;
     let Some(m) = find_mapping(chunk) else {

@@ -8,7 +8,7 @@ BUILD   := build
 PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test cpython-test cpython-test-quick test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-objects runtime-demo install clean
+.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test python-test-all cpython-test cpython-test-quick test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-objects runtime-demo install clean
 
 all: lib
 
@@ -61,9 +61,16 @@ PY ?= $(shell python3 -c 'import sys; print(sys.executable)')
 python-demo: lib
 	LD_PRELOAD=$(CURDIR)/$(LIBDIR)/libpyalloc.so PYALLOC_STATS=1 $(PY) python/demo.py
 
-# Preload tests (python/test_preload.py) on one interpreter: PY=/path/to/python3.X
+# Preload and late-load tests (python/test_preload.py, python/test_late_load.py) on one
+# interpreter: PY=/path/to/python3.X
 python-test: lib
 	$(PY) python/test_preload.py --python $(PY) --lib $(LIBDIR)/libpyalloc.so
+	$(PY) python/test_late_load.py --python $(PY) --lib $(LIBDIR)/libpyalloc.so
+
+# The same on every interpreter of docs/CPYTHON.md found here (pyenv 3.8-3.13, Debian's 3.11).
+PYS ?= $(foreach v,3.8 3.9 3.10 3.11 3.12 3.13,$(shell pyenv prefix $$(pyenv versions --bare 2>/dev/null | grep -E '^$(v)\.[0-9]+$$' | tail -n 1) 2>/dev/null | sed 's|$$|/bin/python3|')) $(wildcard /usr/bin/python3.11)
+python-test-all: lib
+	@for py in $(PYS); do $(MAKE) --no-print-directory python-test PY=$$py || exit 1; done
 
 # CPython's own regression tests: stock, PYTHONMALLOC=malloc, and preloaded (PY=/path/to/python3.X).
 cpython-test: lib

@@ -566,9 +566,22 @@ size_t pyalloc_stats_json(char *buf, size_t len);
 /*
  How pyalloc runs in this process: 0 standalone, 1 installed in a CPython host, 2 a host is
  present but pyalloc stepped aside (PYTHONMALLOC asked for another allocator, or the host
- is not supported).
+ is not supported), 3 passive: loaded into a running interpreter, which keeps its allocator
+ (until `pyalloc_install`).
  */
 int pyalloc_host_mode(void);
+
+/*
+ Make pyalloc the allocator of the CPython interpreter running in this process (for a
+ library loaded after start-up: ctypes, an extension linked with `-lpyalloc`). Blocks
+ allocated before stay with the allocator that made them: pyalloc gives back to it every
+ block it does not own, and a realloc of one is that allocator's realloc. tracemalloc and
+ CPython's debug hooks present at the time stay over pyalloc (it goes beneath them). Safe
+ while other threads allocate; idempotent. Returns 0 on success (or if already installed),
+ -1 with a one-line reason on stderr otherwise: no interpreter in the process, an
+ unsupported one, or an allocator hook pyalloc does not know in the tables.
+ */
+int pyalloc_install(void);
 
 #if !defined(Py_PYTHON_H)
 /*

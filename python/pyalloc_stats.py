@@ -3,16 +3,19 @@
     >>> import pyalloc_stats
     >>> s = pyalloc_stats.stats()          # dict, from the JSON the library writes
     >>> s["domains"]["object"]["live_blocks"]
-    >>> pyalloc_stats.mode()               # 'standalone', 'installed' or 'aside'
+    >>> pyalloc_stats.mode()               # 'standalone', 'installed', 'aside' or 'passive'
 
 Works when libpyalloc is preloaded (LD_PRELOAD) or loadable: the library is found in the
-process first, then at $PYALLOC_LIB. Pure Python over ctypes; nothing to build.
+process first, then at $PYALLOC_LIB. Loaded into a running interpreter (no preload) the library
+stays passive: the interpreter keeps its allocator and the statistics are pyalloc's own (none);
+`install()` makes pyalloc the interpreter's allocator from then on. Pure Python over ctypes;
+nothing to build.
 """
 import ctypes
 import json
 import os
 
-__all__ = ["library", "stats", "report", "mode", "collect"]
+__all__ = ["library", "stats", "report", "mode", "collect", "install"]
 
 _lib = None
 
@@ -42,6 +45,8 @@ def library():
         lib.pyalloc_stats_report.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
         lib.pyalloc_host_mode.restype = ctypes.c_int
         lib.pyalloc_collect.argtypes = [ctypes.c_int]
+        if hasattr(lib, "pyalloc_install"):
+            lib.pyalloc_install.restype = ctypes.c_int
         _lib = lib
         return lib
     raise OSError("libpyalloc.so not found: preload it or set PYALLOC_LIB")
@@ -68,9 +73,16 @@ def report():
 
 
 def mode():
-    """'standalone', 'installed' (serving this interpreter) or 'aside' (a host is present but
-    pyalloc stepped aside, e.g. for PYTHONMALLOC=malloc)."""
-    return {0: "standalone", 1: "installed", 2: "aside"}.get(library().pyalloc_host_mode(), "?")
+    """'standalone', 'installed' (serving this interpreter), 'aside' (a host is present but
+    pyalloc stepped aside, e.g. for PYTHONMALLOC=malloc) or 'passive' (loaded into the running
+    interpreter, which keeps its allocator)."""
+    return {0: "standalone", 1: "installed", 2: "aside", 3: "passive"}.get(library().pyalloc_host_mode(), "?")
+
+
+def install():
+    """Make pyalloc this interpreter's allocator from now on (pyalloc_install()); True on
+    success. Blocks allocated before stay with the allocator that made them."""
+    return library().pyalloc_install() == 0
 
 
 def collect(purge=True):
@@ -80,7 +92,14 @@ def collect(purge=True):
 
 if __name__ == "__main__":
     s = stats()
-    print(f"pyalloc is {mode()}")
+    m = mode()
+    if m == "installed":
+        print("pyalloc is installed: it is this interpreter's allocator")
+    else:
+        why = {"passive": "loaded into the running interpreter, which keeps its allocator; preload it with "
+                          "LD_PRELOAD or call pyalloc_stats.install()",
+               "aside": "it stepped aside (PYTHONMALLOC or an unsupported interpreter)"}.get(m, m)
+        print(f"pyalloc is not the process allocator ({m}: {why})")
     for name, d in s["domains"].items():
         print(f"{name:7s} live blocks {d['live_blocks']:>10}  live bytes {d['live_bytes']:>12}  "
               f"allocations {d['allocations']:>12}")

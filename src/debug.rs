@@ -245,7 +245,8 @@ unsafe extern "C" fn hook_free(ctx: *mut c_void, p: *mut c_void) {
             }
             return;
         }
-        let n = check(dd, Op::Free, p);
+        let limit = locate(dd, Op::Free, p);
+        let n = check(dd, Op::Free, p, limit);
         retire(dd, p, n);
     }
 }
@@ -265,7 +266,8 @@ unsafe extern "C" fn hook_realloc(ctx: *mut c_void, p: *mut c_void, n: usize) ->
         let (old, pre) = if is_pre_hook(p) {
             (heap::usable_size(p), true)
         } else {
-            (check(dd, Op::Realloc, p), false)
+            let limit = locate(dd, Op::Realloc, p);
+            (check(dd, Op::Realloc, p, limit), false)
         };
         let q: *mut u8 = hook_malloc(ctx, n).cast();
         if q.is_null() {
@@ -283,12 +285,57 @@ unsafe extern "C" fn hook_realloc(ctx: *mut c_void, p: *mut c_void, n: usize) ->
     }
 }
 
-/// Verify a hooked block; returns its requested size or reports and aborts.
+/// Before any byte in front of `p` is read: the header the hooks expect must lie in memory
+/// that is there. Under pyalloc's own allocator the page map must show a block of ours
+/// starting where the hooks put it (`raw_of(p)`); its usable size is returned, to bound the
+/// size in the header. Under another allocator the page map cannot vouch, so the header is
+/// probed without faulting. Anything else is reported (pointer, domain asked) and aborts.
+fn locate(dd: &DebugDomain, op: Op, p: *mut u8) -> usize {
+    let raw = raw_of(p);
+    // SAFETY: `setup` stored the base before installing the hooks.
+    let b = unsafe { base(dd) };
+    let own = domain::own_allocator(dd.domain, false)
+        .malloc
+        .map(|f| f as usize);
+    if b.malloc.map(|f| f as usize) == own {
+        let usable = heap::usable_size(raw);
+        if usable != 0 {
+            return usable;
+        }
+        let why = match heap::domain_of(p) {
+            None => "no block of pyalloc holds it or the debug header in front of it (stack, static or mmap'd memory, or a block freed long ago)",
+            Some(_) => "it lies inside a block of pyalloc, but not where the debug hooks put the pointers they hand out (an interior pointer?)",
+        };
+        foreign(dd, op, p, why);
+    }
+    if !crate::foreign::readable(raw as usize, p as usize - raw as usize) {
+        foreign(
+            dd,
+            op,
+            p,
+            "the debug header in front of it cannot be read (not allocated through the debug hooks)",
+        );
+    }
+    usize::MAX
+}
+
+/// Report a pointer the hooks cannot have handed out, without reading it, and abort.
+fn foreign(dd: &DebugDomain, op: Op, p: *mut u8, why: &str) -> ! {
+    crate::report::fatal(format_args!(
+        "{}({:p}) (debug hooks): pointer not allocated by the {} domain's debug hooks: {}; size unknown, nothing freed",
+        API[dd.domain][op as usize],
+        p,
+        domain::NAMES[dd.domain],
+        why
+    ))
+}
+
+/// Verify a hooked block; returns its requested size or reports and aborts. `limit` is the
+/// usable size of the raw block holding it when known (`usize::MAX` otherwise).
 ///
 /// # Safety
-/// `p` is a pointer handed to a hook of domain `dd` (its header is readable if it is one of
-/// ours, which is what is being checked).
-unsafe fn check(dd: &DebugDomain, op: Op, p: *mut u8) -> usize {
+/// `p` passed [`locate`]: its header is readable.
+unsafe fn check(dd: &DebugDomain, op: Op, p: *mut u8, limit: usize) -> usize {
     // SAFETY: reads inside the supposed header; see the comment in CPython's
     // _PyMem_DebugCheckAddress on checking the head before trusting the size.
     unsafe {
@@ -316,6 +363,21 @@ unsafe fn check(dd: &DebugDomain, op: Op, p: *mut u8) -> usize {
             fail(dd, op, p, format_args!("bad leading pad byte"));
         }
         let n = read_size(p.sub(2 * S));
+        let fits = n <= MAX_REQUEST
+            && if limit == usize::MAX {
+                crate::foreign::readable(p as usize + n, S)
+            } else {
+                n + extra() <= limit
+            };
+        if !fits {
+            crate::report::fatal(format_args!(
+                "{}({:p}) (debug hooks): bad size in the header: {} bytes requested, more than the block holds (its raw block has {} usable bytes; the header is corrupted)",
+                API[dd.domain][op as usize],
+                p,
+                n,
+                limit.min(MAX_REQUEST)
+            ));
+        }
         let tail = p.add(n);
         if (0..S).any(|i| *tail.add(i) != FORBIDDENBYTE) {
             fail(dd, op, p, format_args!("bad trailing pad byte"));

@@ -333,8 +333,89 @@ pub fn not_allocated(asked: usize, op: Op, p: *mut u8) -> ! {
     ))
 }
 
-/// A pointer that no domain of ours owns was freed.
+// ---------------------------------------------------------------------------------------------
+// Foreign pointers: the allocator pyalloc replaced keeps its blocks.
+
+/// The allocator each domain had before pyalloc installed itself in a host (saved at install
+/// time, before the host's table changes): every block of that domain that the page map does
+/// not own is its block, and goes back to it.
+static PREVIOUS: [Table; 3] = [const { empty_table() }; 3];
+
+const fn empty_table() -> Table {
+    Table {
+        ctx: AtomicPtr::new(ptr::null_mut()),
+        malloc: AtomicPtr::new(ptr::null_mut()),
+        calloc: AtomicPtr::new(ptr::null_mut()),
+        realloc: AtomicPtr::new(ptr::null_mut()),
+        free: AtomicPtr::new(ptr::null_mut()),
+    }
+}
+
+/// Record the allocator domain `d` had before pyalloc (the first one recorded stays: a
+/// reinstallation under CPython's debug hooks replaces an allocator that handed out nothing).
+pub fn set_previous(d: usize, a: &PyMemAllocatorEx) {
+    let t = &PREVIOUS[d];
+    if !t.free.load(Ordering::Acquire).is_null() {
+        return;
+    }
+    t.ctx.store(a.ctx, Ordering::Relaxed);
+    t.malloc.store(
+        a.malloc.map_or(ptr::null_mut(), |f| f as *mut ()),
+        Ordering::Relaxed,
+    );
+    t.calloc.store(
+        a.calloc.map_or(ptr::null_mut(), |f| f as *mut ()),
+        Ordering::Relaxed,
+    );
+    t.realloc.store(
+        a.realloc.map_or(ptr::null_mut(), |f| f as *mut ()),
+        Ordering::Relaxed,
+    );
+    // Last, with release: a reader that sees `free` sees the rest.
+    t.free.store(
+        a.free.map_or(ptr::null_mut(), |f| f as *mut ()),
+        Ordering::Release,
+    );
+}
+
+/// The allocator domain `d` had before pyalloc, if pyalloc replaced one.
+pub fn previous(d: usize) -> Option<PyMemAllocatorEx> {
+    let t = &PREVIOUS[d];
+    let free = t.free.load(Ordering::Acquire);
+    if free.is_null() {
+        return None;
+    }
+    // SAFETY: the slots only hold null or functions of these types (set_previous).
+    unsafe {
+        Some(PyMemAllocatorEx {
+            ctx: t.ctx.load(Ordering::Relaxed),
+            malloc: core::mem::transmute::<*mut (), Option<MallocFn>>(
+                t.malloc.load(Ordering::Relaxed),
+            ),
+            calloc: core::mem::transmute::<*mut (), Option<CallocFn>>(
+                t.calloc.load(Ordering::Relaxed),
+            ),
+            realloc: core::mem::transmute::<*mut (), Option<ReallocFn>>(
+                t.realloc.load(Ordering::Relaxed),
+            ),
+            free: core::mem::transmute::<*mut (), Option<FreeFn>>(free),
+        })
+    }
+}
+
+/// A pointer that no domain of ours owns was freed: it goes back to the allocator pyalloc
+/// replaced (in a host); standalone, strict mode aborts and compat mode gives libc `free` only
+/// what is shown to be a live libc malloc chunk (else it reports it and leaks it).
 pub fn foreign_free(asked: usize, p: *mut u8) {
+    if let Some(prev) = previous(asked) {
+        FOREIGN.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = prev.free {
+            // SAFETY: the page map does not own `p`, so it is the previous allocator's block
+            // (the caller's contract: a live block of this domain).
+            unsafe { f(prev.ctx, p.cast()) };
+        }
+        return;
+    }
     if strict() {
         fatal(format_args!(
             "{}({:p}): pointer not owned by pyalloc (no domain allocated it; size unknown)",
@@ -342,13 +423,47 @@ pub fn foreign_free(asked: usize, p: *mut u8) {
             p
         ));
     }
-    FOREIGN.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: compat mode follows pymalloc: a pointer that is not ours came from libc malloc.
-    unsafe { libc::free(p.cast()) }
+    match crate::foreign::libc_chunk(p) {
+        Ok(()) => {
+            FOREIGN.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: `p` is the start of a live libc malloc chunk (checked without reading
+            // outside readable memory).
+            unsafe { libc::free(p.cast()) }
+        }
+        Err(why) => {
+            LEAKED.fetch_add(1, Ordering::Relaxed);
+            crate::report::warn(format_args!(
+                "{}({:p}): pointer not owned by pyalloc (the {} domain was asked; size unknown) and not a libc malloc block: {}; not freed (compat mode leaves it alone)",
+                API[asked][Op::Free as usize],
+                p,
+                NAMES[asked],
+                why
+            ));
+        }
+    }
 }
 
-/// A pointer that no domain of ours owns was reallocated.
+/// Foreign pointers that compat mode left alone (neither pyalloc's nor a libc chunk).
+pub static LEAKED: AtomicU64 = AtomicU64::new(0);
+
+/// A pointer that no domain of ours owns was reallocated: as [`foreign_free`]. In a host the
+/// previous allocator resizes it (pyalloc cannot know its size to move it); should that
+/// allocator put the result in one of pyalloc's blocks of another domain (pymalloc grows a
+/// block past 512 bytes through `PyMem_RawMalloc`, which is pyalloc's), it moves into the
+/// domain asked.
 pub fn foreign_realloc(asked: usize, p: *mut u8, n: usize) -> *mut u8 {
+    if let Some(prev) = previous(asked) {
+        FOREIGN.fetch_add(1, Ordering::Relaxed);
+        let Some(f) = prev.realloc else {
+            return ptr::null_mut();
+        };
+        // SAFETY: as in foreign_free; realloc's contract.
+        let q: *mut u8 = unsafe { f(prev.ctx, p.cast(), n).cast() };
+        return match heap::domain_of(q) {
+            Some(owner) if !q.is_null() && owner != asked => move_into(asked, q, owner, n),
+            _ => q,
+        };
+    }
     if strict() {
         fatal(format_args!(
             "{}({:p}, {}): pointer not owned by pyalloc (no domain allocated it; size unknown)",
@@ -357,7 +472,49 @@ pub fn foreign_realloc(asked: usize, p: *mut u8, n: usize) -> *mut u8 {
             n
         ));
     }
-    FOREIGN.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: as in foreign_free; pymalloc hands foreign blocks to the raw allocator.
-    unsafe { libc::realloc(p.cast(), n.max(1)).cast() }
+    match crate::foreign::libc_chunk(p) {
+        Ok(()) => {
+            FOREIGN.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: a live libc malloc chunk (checked); pymalloc hands foreign blocks to the
+            // raw allocator.
+            unsafe { libc::realloc(p.cast(), n.max(1)).cast() }
+        }
+        Err(why) => {
+            LEAKED.fetch_add(1, Ordering::Relaxed);
+            crate::report::warn(format_args!(
+                "{}({:p}, {}): pointer not owned by pyalloc (the {} domain was asked; size unknown) and not a libc malloc block: {}; returning NULL, the pointer is left alone",
+                API[asked][Op::Realloc as usize],
+                p,
+                n,
+                NAMES[asked],
+                why
+            ));
+            ptr::null_mut()
+        }
+    }
+}
+
+/// Move `q`, a block of ours in domain `owner` holding at least `n` bytes, into domain `asked`.
+/// `q` came through the host's `owner` function (hooks such as tracemalloc or CPython's debug
+/// hooks may wrap it, and then `q` is a pointer inside the block), so it is freed through the
+/// same way: this domain's table, which in a host forwards to the host's function.
+fn move_into(asked: usize, q: *mut u8, owner: usize, n: usize) -> *mut u8 {
+    let r = match asked {
+        RAW => heap::malloc::<RAW>(n),
+        MEM => heap::malloc::<MEM>(n),
+        _ => heap::malloc::<OBJ>(n),
+    };
+    if r.is_null() {
+        return q; // still a valid block of n bytes; only its domain differs
+    }
+    let t = get(owner);
+    // SAFETY: `q` holds at least `n` bytes (its allocator's contract) and `r` is a fresh block;
+    // the table's free is the owner domain's, as the allocation was.
+    unsafe {
+        ptr::copy_nonoverlapping(q, r, n);
+        if let Some(f) = t.free {
+            f(t.ctx, q.cast());
+        }
+    }
+    r
 }

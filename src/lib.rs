@@ -23,6 +23,8 @@ pub mod debug;
 pub mod domain;
 pub mod ffi;
 /// cbindgen:ignore
+pub mod foreign;
+/// cbindgen:ignore
 pub mod fork;
 /// cbindgen:ignore
 pub mod freelist;

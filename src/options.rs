@@ -2,7 +2,7 @@
 //!
 //! | variable | values | default |
 //! |---|---|---|
-//! | `PYALLOC_CHECK` | `strict` (abort on a wrong-domain or foreign free), `compat` (free through the real owner, count it) | `strict` |
+//! | `PYALLOC_CHECK` | `strict` (abort on a wrong-domain or foreign free), `compat` (free through the real owner, count it; a foreign pointer goes to libc only if it is a libc malloc block) | `strict` |
 //! | `PYALLOC_RAW` | `pyalloc` (raw domain on our heap), `libc` (raw domain on libc malloc, as CPython) | `pyalloc` |
 //! | `PYALLOC_PURGE_KEEP` | bytes of empty pool memory kept resident before purging (`K`/`M`/`G` suffixes; `0` purges at once) | 4M |
 //! | `PYALLOC_PURGE_DELAY` | milliseconds free memory stays resident beyond `PYALLOC_PURGE_KEEP` (and empty arenas beyond one stay mapped) before it is given back, once the program has mapped memory again soon after giving it back (so that one that frees and rebuilds in cycles does not fault its memory in every cycle); `0` gives it back at once | 100 |

@@ -63,7 +63,34 @@ static PyObject *mix_domains(PyObject *self, PyObject *noargs) {
     Py_RETURN_NONE;
 }
 
+/* A hook of the extension's own on the object domain (counts calls, forwards to the allocator
+ * it replaced): pyalloc_install() must refuse to slide beneath a hook it does not know. */
+static PyMemAllocatorEx hooked_base;
+static unsigned long hook_calls;
+static void *hook_malloc(void *ctx, size_t n) { hook_calls++; return hooked_base.malloc(ctx, n); }
+static void *hook_calloc(void *ctx, size_t n, size_t s) { hook_calls++; return hooked_base.calloc(ctx, n, s); }
+static void *hook_realloc(void *ctx, void *p, size_t n) { hook_calls++; return hooked_base.realloc(ctx, p, n); }
+static void hook_free(void *ctx, void *p) { hook_calls++; hooked_base.free(ctx, p); }
+
+static PyObject *hook_object_domain(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &hooked_base);
+    PyMemAllocatorEx hook = {hooked_base.ctx, hook_malloc, hook_calloc, hook_realloc, hook_free};
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &hook);
+    Py_RETURN_NONE;
+}
+
+static PyObject *unhook_object_domain(PyObject *self, PyObject *noargs) {
+    (void)self;
+    (void)noargs;
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &hooked_base);
+    return PyLong_FromUnsignedLong(hook_calls);
+}
+
 static PyMethodDef methods[] = {
+    {"hook_object_domain", hook_object_domain, METH_NOARGS, "put a counting hook on the object domain"},
+    {"unhook_object_domain", unhook_object_domain, METH_NOARGS, "remove it; returns the calls it saw"},
     {"mix_domains", mix_domains, METH_NOARGS, "free an object block through PyMem_Free"},
     {"roundtrip", roundtrip, METH_VARARGS, "allocate, check and free n bytes in each domain"},
     {"domains", domains, METH_NOARGS, "pyalloc_domain_of of fresh raw, mem and object blocks"},

@@ -123,11 +123,11 @@ fn map_new(len: usize) -> *mut Pool {
 }
 
 /// Cut a block's mapping down to `len` bytes (its tail goes back to the OS; `munmap` works
-/// whatever mappings the range is made of). Always true.
+/// whatever mappings the range is made of).
 ///
 /// # Safety
 /// `desc` is a large descriptor nobody else uses.
-unsafe fn cut(desc: *mut Pool, len: usize) -> bool {
+unsafe fn cut(desc: *mut Pool, len: usize) {
     // SAFETY: as stated; the tail's page-map entries go before its pages.
     unsafe {
         let (p, old) = ((*desc).start, (*desc).map_len);
@@ -136,7 +136,6 @@ unsafe fn cut(desc: *mut Pool, len: usize) -> bool {
         (*desc).map_len = len;
         BYTES_MAPPED.fetch_sub(old - len, Ordering::Relaxed);
     }
-    true
 }
 
 /// Free a large block: its mapping is kept for reuse while that pays, unmapped otherwise (the

@@ -304,6 +304,22 @@ fn read_cmdline(buf: &mut [u8]) -> usize {
 type SetAllocatorFn = unsafe extern "C" fn(PyMemAllocatorDomain, *mut PyMemAllocatorEx);
 
 /// Decide and install at load. `verbose` prints the decision.
+/// Carry out a surveyed installation (at load or at `pyalloc_install`): write pyalloc into the
+/// host's tables or beneath its hooks, find the tables it wrote, and record the mode.
+fn commit(plan: &install::Plan, set: *mut c_void) {
+    if !plan.already {
+        install::apply(plan);
+    }
+    if install::in_tables(plan) {
+        find_host_tables(set);
+    }
+    if plan.debug_hooks {
+        DEBUG_HOOKS.store(true, Ordering::Relaxed);
+    }
+    MODE.store(Mode::Installed as u8, Ordering::Release);
+    crate::report::set_fatal_context(python_context);
+}
+
 pub fn install_at_load(verbose: bool, check_explicit: bool, raw_libc: bool) {
     VERBOSE.store(verbose, Ordering::Relaxed);
     RAW_LIBC.store(raw_libc, Ordering::Relaxed);
@@ -390,17 +406,7 @@ pub fn install_at_load(verbose: bool, check_explicit: bool, raw_libc: bool) {
         Ok(plan) => plan,
         Err(r) => return aside(format_args!("not installed: {r}"), true),
     };
-    if !plan.already {
-        install::apply(&plan);
-    }
-    if install::in_tables(&plan) {
-        find_host_tables(set);
-    }
-    if plan.debug_hooks {
-        DEBUG_HOOKS.store(true, Ordering::Relaxed);
-    }
-    MODE.store(Mode::Installed as u8, Ordering::Release);
-    crate::report::set_fatal_context(python_context);
+    commit(&plan, set);
     if request == Request::Debug {
         // CPython will replace every allocator with pymalloc under its debug hooks during
         // pre-initialisation; `setlocale` below puts pyalloc back under those hooks.
@@ -486,17 +492,7 @@ pub fn install_now() -> c_int {
         Ok(plan) => plan,
         Err(r) => return fail(format_args!("{r}")),
     };
-    if !plan.already {
-        install::apply(&plan);
-        if install::in_tables(&plan) {
-            find_host_tables(set);
-        }
-    }
-    if plan.debug_hooks {
-        DEBUG_HOOKS.store(true, Ordering::Relaxed);
-    }
-    MODE.store(Mode::Installed as u8, Ordering::Release);
-    crate::report::set_fatal_context(python_context);
+    commit(&plan, set);
     if VERBOSE.load(Ordering::Relaxed) {
         warn(format_args!(
             "installed into the running CPython {major}.{minor}{}{}",

@@ -8,7 +8,7 @@ BUILD   := build
 PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test python-test-all cpython-test cpython-test-quick test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-objects runtime-demo install clean
+.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test python-test-all cpython-get cpython-test cpython-test-quick test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-objects runtime-demo install clean
 
 all: lib
 
@@ -71,6 +71,13 @@ python-test: lib
 PYS ?= $(foreach v,3.8 3.9 3.10 3.11 3.12 3.13,$(shell pyenv prefix $$(pyenv versions --bare 2>/dev/null | grep -E '^$(v)\.[0-9]+$$' | tail -n 1) 2>/dev/null | sed 's|$$|/bin/python3|')) $(wildcard /usr/bin/python3.11)
 python-test-all: lib
 	@for py in $(PYS); do $(MAKE) --no-print-directory python-test PY=$$py || exit 1; done
+
+# CPython 3.14 and 3.15 (pyenv here stops at 3.13): Debian sid's packages in a private root each,
+# under ${PYALLOC_CPYTHON_CACHE:-~/.cache/pyalloc/cpython} (docs/CPYTHON.md). PY314/PY315 are their
+# interpreters when installed, else empty (--path never installs).
+cpython-get: ; bash python/get_cpython.sh 3.14 3.15
+PY314 := $(shell bash python/get_cpython.sh --path 3.14 2>/dev/null)
+PY315 := $(shell bash python/get_cpython.sh --path 3.15 2>/dev/null)
 
 # CPython's own regression tests: stock, PYTHONMALLOC=malloc, and preloaded (PY=/path/to/python3.X).
 cpython-test: lib

@@ -2,7 +2,8 @@
 //! after they are freed (`large_cache`).
 //!
 //! Each mapping starts on a pool-unit boundary and spans whole units (the tail beyond the
-//! request is never touched, so it costs address space, not memory). Every unit is its own in
+//! request is never touched, so it costs address space, not memory); the block starts a
+//! *colour* (under a page) after it, see [`colour`]. Every unit is its own in
 //! the page map, which points at a descriptor from `meta`: ownership and domain are known for
 //! any address of a large block, exactly as for pooled ones, and no other mapping shares a
 //! unit with it. Growth uses `mremap`, which moves pages without copying.
@@ -15,12 +16,35 @@ use crate::{arena::BYTES_MAPPED, large_cache, meta::DESCRIPTORS, os, pagemap, st
 use core::ptr;
 use core::sync::atomic::Ordering;
 
-/// Usable size (the request rounded up to a page) and mapping length (rounded up to a unit).
+/// Usable size (the request rounded up to a page) and mapping length: room for the usable
+/// bytes after the block's colour (less than a page), rounded up to a unit.
 fn sizes(n: usize) -> Option<(usize, usize)> {
+    let usable = os::align_up(n.max(1), os::page_size())?;
     Some((
-        os::align_up(n.max(1), os::page_size())?,
-        os::align_up(n.max(1), POOL_SIZE)?,
+        usable,
+        os::align_up(usable.checked_add(os::page_size())?, POOL_SIZE)?,
     ))
+}
+
+/// Where a block starts in its mapping (at `base`, unit-aligned): a multiple of the cache line
+/// below a page, derived from the address, so that the blocks do not all start at the same
+/// cache index (jemalloc's "cache oblivious" large allocations). Code that walks large blocks
+/// a page apart (a column, one byte per page) otherwise hits one cache set in every block:
+/// touching one byte per page of 4 MiB took 10.8 µs at page offset 0 against 6.3 µs at 688,
+/// where glibc's chunk happened to start.
+fn colour(base: usize) -> usize {
+    ((base >> POOL_SHIFT).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) * 64
+}
+
+/// The start of a large block's mapping (the block starts a colour after it).
+///
+/// # Safety
+/// `desc` is a large descriptor.
+#[inline]
+unsafe fn base(desc: *mut Pool) -> *mut u8 {
+    // SAFETY: as stated.
+    let s = unsafe { (*desc).start } as usize;
+    (s & !(POOL_SIZE - 1)) as *mut u8
 }
 
 /// Allocate a large block of `size` bytes in domain `d`: a kept mapping when one fits
@@ -105,7 +129,7 @@ fn map_new(len: usize) -> *mut Pool {
     unsafe {
         ptr::write(desc, Pool::EMPTY);
         (*desc).kind = Kind::Large;
-        (*desc).start = p;
+        (*desc).start = p.add(colour(p as usize));
         (*desc).map_len = len;
         (*desc).owner_tag.store(TAG_CACHED, Ordering::Release);
     }
@@ -130,7 +154,7 @@ fn map_new(len: usize) -> *mut Pool {
 unsafe fn cut(desc: *mut Pool, len: usize) {
     // SAFETY: as stated; the tail's page-map entries go before its pages.
     unsafe {
-        let (p, old) = ((*desc).start, (*desc).map_len);
+        let (p, old) = (base(desc), (*desc).map_len);
         register(p as usize + len, old - len, ptr::null_mut());
         os::unmap(p.add(len), old - len);
         (*desc).map_len = len;
@@ -163,7 +187,7 @@ pub unsafe fn free(heap: *mut Heap, desc: *mut Pool) {
 unsafe fn free_mapping(desc: *mut Pool) {
     // SAFETY: as stated; the page map entries go before the mapping.
     unsafe {
-        let (p, len) = ((*desc).start, (*desc).map_len);
+        let (p, len) = (base(desc), (*desc).map_len);
         register(p as usize, len, ptr::null_mut());
         os::unmap(p, len);
         BYTES_MAPPED.fetch_sub(len, Ordering::Relaxed);
@@ -212,7 +236,7 @@ pub unsafe fn realloc(heap: *mut Heap, desc: *mut Pool, n: usize) -> *mut u8 {
     // SAFETY: as stated; the descriptor is updated only after the mapping moved.
     unsafe {
         let (p, old_usable, old, d) = (
-            (*desc).start,
+            base(desc),
             (*desc).size,
             (*desc).map_len,
             (*desc).domain as usize,
@@ -251,8 +275,9 @@ unsafe fn grow_onto_kept(desc: *mut Pool, len: usize) -> bool {
     }
     // SAFETY: the cache handed `kept` over to us alone; `desc` is the caller's.
     unsafe {
-        let (p, old) = ((*desc).start, (*desc).map_len);
-        let (q, klen) = ((*kept).start, (*kept).map_len);
+        let (p, old) = (base(desc), (*desc).map_len);
+        let (q, klen) = (base(kept), (*kept).map_len);
+        let offset = (*desc).start as usize - p as usize;
         // The units given up are cleared *before* the kernel takes them back: another thread's
         // next mmap may get that range at once and register its own block there, which
         // clearing afterwards would erase. Nobody else looks this block up meanwhile.
@@ -266,7 +291,8 @@ unsafe fn grow_onto_kept(desc: *mut Pool, len: usize) -> bool {
         register(q as usize, klen, desc);
         DESCRIPTORS.lock().free(kept.cast());
         BYTES_MAPPED.fetch_sub(old, Ordering::Relaxed);
-        (*desc).start = q;
+        // The pages moved whole: the block keeps its colour.
+        (*desc).start = q.add(offset);
         (*desc).map_len = klen;
     }
     true
@@ -280,7 +306,8 @@ unsafe fn grow_onto_kept(desc: *mut Pool, len: usize) -> bool {
 unsafe fn grow_moved(desc: *mut Pool, len: usize) -> bool {
     // SAFETY: as stated.
     unsafe {
-        let (p, old) = ((*desc).start, (*desc).map_len);
+        let (p, old) = (base(desc), (*desc).map_len);
+        let offset = (*desc).start as usize - p as usize;
         // Cleared before the kernel takes the range back (see `grow_onto_kept`).
         register(p as usize, old, ptr::null_mut());
         let q = os::remap_aligned(p, old, len, POOL_SIZE);
@@ -294,7 +321,7 @@ unsafe fn grow_moved(desc: *mut Pool, len: usize) -> bool {
                 "large block moved to {q:p}, outside the page map"
             ));
         }
-        (*desc).start = q;
+        (*desc).start = q.add(offset);
         (*desc).map_len = len;
         BYTES_MAPPED.fetch_add(len - old, Ordering::Relaxed);
     }
@@ -319,9 +346,9 @@ unsafe fn grow_copied(heap: *mut Heap, desc: *mut Pool, n: usize) -> *mut u8 {
         let (p, old_usable, d) = ((*desc).start, (*desc).size, (*desc).domain as usize);
         ptr::copy_nonoverlapping(p, (*fresh).start, old_usable);
         let q = (*fresh).start;
-        let (old_start, old_len) = (p, (*desc).map_len);
+        let (old_start, old_len) = (base(desc), (*desc).map_len);
         // The block keeps its descriptor (its counters and tag); the fresh one goes.
-        register(q as usize, len, desc);
+        register(base(fresh) as usize, len, desc);
         register(old_start as usize, old_len, ptr::null_mut());
         os::unmap(old_start, old_len);
         BYTES_MAPPED.fetch_sub(old_len, Ordering::Relaxed);

@@ -134,13 +134,25 @@ int main(void) {
     {
         for (int i = 0; i < 4; i++) PyMem_Free(PyMem_Malloc(512 << 10));
         CHECK(stats().large_cached_bytes > 0, "nothing kept in a loop");
-        sleep_ms(250);
-        /* Any large request runs the expiry first. */
-        void *p = PyMem_Malloc(100 << 10);
+        /* Test 4 left two 1 MiB mappings; the loop reused one of them. */
         pyalloc_stats s = stats();
+        unsigned long long before = s.large_cached_bytes;
+        CHECK(before > (2u << 20), "the two mappings are not both kept (%llu)", before);
+        sleep_ms(250);
+        /* A large free (or a miss, or a heap refill) runs the expiry: only the block freed now
+         * stays (in the mapping it reused), the other went back. */
+        void *p = PyMem_Malloc(100 << 10);
+        PyMem_Free(p);
+        s = stats();
+        CHECK(s.large_cached_bytes > 0 && s.large_cached_bytes * 2 == before,
+              "kept %llu bytes of %llu past the purge delay", U(s.large_cached_bytes), before);
+        sleep_ms(250);
+        /* A miss runs it too: nothing of the right size is kept, every entry is past the delay. */
+        p = PyMem_Malloc(8 << 20);
+        s = stats();
         CHECK(s.large_cached_bytes == 0, "kept %llu bytes past the purge delay", U(s.large_cached_bytes));
         PyMem_Free(p);
-        CHECK(stats().large_cached_bytes > 0, "the loop's block was not kept");
+        CHECK(stats().large_cached_bytes > 0, "the last block was not kept");
         pyalloc_collect(1);
         s = stats();
         CHECK(s.large_cached_bytes == 0, "kept %llu bytes after pyalloc_collect(1)", U(s.large_cached_bytes));

@@ -8,7 +8,7 @@ BUILD   := build
 PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test python-test-all cpython-get cpython-test cpython-test-quick test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-objects runtime-demo install clean
+.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test python-test-all cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-objects runtime-demo install clean
 
 all: lib
 
@@ -85,6 +85,13 @@ cpython-test: lib
 
 cpython-test-quick: lib
 	python3 python/cpython_test.py --python $(PY) --lib $(LIBDIR)/libpyalloc.so --quick
+
+# The long matrix (not part of make test; ~30 min): CPython's regression tests, three modes, on
+# every interpreter of PYS, with a copy of the library taken first (rebuilding does not disturb
+# a run). Results: build/cpython-test/, table in docs/CPYTHON.md.
+cpython-test-all: lib
+	@mkdir -p $(BUILD) && cp $(LIBDIR)/libpyalloc.so $(BUILD)/libpyalloc-matrix.so
+	@rc=0; for py in $(PYS); do python3 python/cpython_test.py --python $$py --lib $(BUILD)/libpyalloc-matrix.so $(CPYTHON_TESTS) || rc=1; done; exit $$rc
 
 rust-test:
 	$(CARGO) test --release

@@ -8,7 +8,7 @@ BUILD   := build
 PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test python-test-all cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-objects runtime-demo install clean
+.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test python-test-all python-test-current cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-objects runtime-demo install clean
 
 all: lib
 
@@ -76,6 +76,11 @@ python-test-all: lib
 # under ${PYALLOC_CPYTHON_CACHE:-~/.cache/pyalloc/cpython} (docs/CPYTHON.md). PY314/PY315 are their
 # interpreters when installed, else empty (--path never installs).
 cpython-get: ; bash python/get_cpython.sh 3.14 3.15
+
+# The preload and late-load tests on the current releases (installed first when missing).
+python-test-current: lib
+	@bash python/get_cpython.sh 3.14 3.15 >/dev/null
+	@for v in 3.14 3.15; do $(MAKE) --no-print-directory python-test PY=$$(bash python/get_cpython.sh --path $$v) || exit 1; done
 PY314 := $(shell bash python/get_cpython.sh --path 3.14 2>/dev/null)
 PY315 := $(shell bash python/get_cpython.sh --path 3.15 2>/dev/null)
 
@@ -110,7 +115,7 @@ valgrind-test:
 test: deps
 	@$(MAKE) --no-print-directory test-all
 
-test-all: rust-test lint header-check header-compile c-test valgrind-test install-test python-test cpython-test-quick bench-smoke
+test-all: rust-test lint header-check header-compile c-test valgrind-test install-test python-test python-test-current cpython-test-quick bench-smoke
 
 bench-smoke bench-icount bench-large bench-bigbuf: lib
 	$(MAKE) -C bench $@

@@ -46,7 +46,10 @@ def build_extension(python, lib, out):
         capture_output=True, text=True, check=True).stdout.split()
     include, suffix = info[0], info[1]
     target = os.path.join(out, "pyalloc_testext" + suffix)
-    cmd = ["cc", "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror", "-I" + include, "-I" + os.path.join(ROOT, "include"),
+    # Debian's pyconfig.h includes the multiarch one by <x86_64-linux-gnu/python3.X/pyconfig.h>,
+    # found from the include folder's parent (/usr/include, or a private root's).
+    cmd = ["cc", "-shared", "-fPIC", "-O1", "-Wall", "-Wextra", "-Werror", "-I" + include,
+           "-I" + os.path.dirname(include), "-I" + os.path.join(ROOT, "include"),
            os.path.join(HERE, "testext", "pyalloc_testext.c"), "-o", target,
            "-L" + os.path.dirname(lib), "-lpyalloc", "-Wl,-rpath," + os.path.dirname(lib)]
     subprocess.run(cmd, check=True)

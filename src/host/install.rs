@@ -4,12 +4,12 @@
 //! table, or beneath the hooks, in the struct their context points at), and the allocator it
 //! replaces, which keeps every block it handed out (`domain::set_previous`).
 //!
-//! Recognised layers, the same in CPython 3.8 to 3.13 (`Objects/obmalloc.c`,
+//! Recognised layers, the same in CPython 3.8 to 3.15 (`Objects/obmalloc.c`,
 //! `Modules/_tracemalloc.c`; `pycore_pymem.h` and `pycore_tracemalloc.h` from 3.12):
 //! * debug hooks: `ctx` points at `debug_alloc_api_t { char api_id; PyMemAllocatorEx alloc; }`,
 //!   three of them in a row (raw 'r', mem 'm', object 'o'); mem and object share functions.
 //! * tracemalloc: `ctx` points at its saved `PyMemAllocatorEx`, three in a row (mem, raw,
-//!   object); mem and object share functions. `tracemalloc.stop()` puts them back in the
+//!   object); mem and object share functions (3.15: all three do). `tracemalloc.stop()` puts them back in the
 //!   tables, so pyalloc written there stays installed after tracing stops.
 //! * CPython's own allocator (pymalloc, malloc, mimalloc): `ctx` null, functions inside the
 //!   interpreter (libpython or a static executable).
@@ -131,10 +131,11 @@ pub fn survey(set: *mut c_void) -> Result<Plan, Refusal> {
             && ctx[OBJ] == ctx[RAW] + 96
             // SAFETY: the three structs lie inside the interpreter's loaded segments.
             && (0..3).all(|d| unsafe { *(ctx[d] as *const u8) } == b"rmo"[d]);
-        // tracemalloc: its saved allocators, mem, raw, obj in a row (40 bytes each).
+        // tracemalloc: its saved allocators, mem, raw, obj in a row (40 bytes each). Its raw
+        // hooks are functions of their own up to 3.14; 3.15 uses one set for all three.
         let traced = !debug
             && host_fns
-            && shared
+            && f[MEM] == f[OBJ]
             && ctx[MEM] % 8 == 0
             && inside(ctx[MEM])
             && inside(ctx[MEM] + 3 * 40 - 1)

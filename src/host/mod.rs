@@ -432,11 +432,11 @@ impl core::fmt::Display for Unsupported {
         match *self {
             Unsupported::NoVersion => write!(f, "the host's Py_GetVersion() cannot be read"),
             Unsupported::Version(a, b) => {
-                write!(f, "CPython {a}.{b} is not supported (3.8 to 3.13 are)")
+                write!(f, "CPython {a}.{b} is not supported (3.8 to 3.15 are)")
             }
             Unsupported::FreeThreaded(a, b) => write!(
                 f,
-                "this CPython {a}.{b} is a free-threaded build (Py_GIL_DISABLED), which pyalloc does not serve yet"
+                "this CPython {a}.{b} is a free-threaded build (Py_GIL_DISABLED): its cyclic GC walks mimalloc's heaps to find objects, so its allocators cannot be replaced (PEP 703)"
             ),
         }
     }
@@ -445,7 +445,7 @@ impl core::fmt::Display for Unsupported {
 /// The host's version, if pyalloc can serve it.
 fn supported() -> Result<(u32, u32), Unsupported> {
     let (major, minor) = host_version().ok_or(Unsupported::NoVersion)?;
-    if major != 3 || !(8..=13).contains(&minor) {
+    if major != 3 || !(8..=15).contains(&minor) {
         return Err(Unsupported::Version(major, minor));
     }
     if !resolve(c"_Py_DecRefShared").is_null() {

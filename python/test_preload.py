@@ -183,6 +183,33 @@ print(p.stats()['heaps'] >= 2)
 """, lib=lib)
     check(r.stdout.split() == ["100000", "True"], f"threads exchange objects ({r.stdout!r})", r.stderr)
 
+    # 10. Subinterpreters with their own GIL (3.12+), four at once in threads, each building and
+    # dropping objects through pyalloc without any GIL in common.
+    major_minor = run(py, "import sys; print(*sys.version_info[:2])", lib=lib).stdout.split()
+    if tuple(map(int, major_minor)) >= (3, 12):
+        r = run(py, """
+import sys, threading, pyalloc_stats as p
+code = "x = [str(i) * 3 for i in range(100000)]; assert sum(map(len, x)) == 1468890, sum(map(len, x)); del x"
+if sys.version_info >= (3, 14):
+    from concurrent import interpreters
+    def work():
+        i = interpreters.create(); i.exec(code); i.close()
+elif sys.version_info >= (3, 13):
+    import _interpreters as I
+    def work():
+        i = I.create('isolated'); r = I.exec(i, code); I.destroy(i); assert r is None, r
+else:
+    import _xxsubinterpreters as I
+    def work():
+        i = I.create(isolated=True); I.run_string(i, code); I.destroy(i)
+before = p.stats()['domains']['object']['allocations']
+ts = [threading.Thread(target=work) for _ in range(4)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(p.stats()['domains']['object']['allocations'] - before >= 4 * 100000)
+""", lib=lib)
+        check(r.returncode == 0 and r.stdout.split() == ["True"],
+              f"four subinterpreters with their own GIL allocate at once ({r.stdout!r})", r.stderr[-1500:])
+
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -92,18 +92,52 @@ int main(void) {
 """
 
 
-def build_embedder(python, lib):
-    """A program embedding `python`'s libpython, or None without a shared libpython."""
-    v = subprocess.run([python, "-c", "import sysconfig as s; c = s.get_config_var; "
-                        "print(s.get_paths()['include'], c('LIBDIR'), c('LDVERSION'), c('Py_ENABLE_SHARED'))"],
+EMBED_LINKED = r"""
+#include <Python.h>
+#include <pyalloc.h>
+#include <stdio.h>
+int main(void) {
+    Py_Initialize();
+    PyRun_SimpleString("import gc\nfor r in range(5):\n    x = [str(i) * 3 for i in range(100000)]\n    del x\n    gc.collect()");
+    PyObject *o = PyBytes_FromStringAndSize(NULL, 100);
+    printf("mode %d domain %d\n", pyalloc_host_mode(), pyalloc_domain_of(o));
+    Py_DECREF(o);
+    if (Py_FinalizeEx() != 0) return 4;
+    printf("done\n");
+    return 0;
+}
+"""
+
+
+def build_embedder(python, lib, source=None, name="embed"):
+    """A program embedding `python`'s libpython (and linking pyalloc with `source`
+    EMBED_LINKED), or None without a shared libpython. A private root of Debian's packages
+    (python/get_cpython.sh) has its libpython under sys.prefix and needs its own loader."""
+    v = subprocess.run([python, "-c", "import sysconfig as s, sys; c = s.get_config_var; "
+                        "print(s.get_paths()['include'], c('LIBDIR'), c('LDVERSION'), c('Py_ENABLE_SHARED'), "
+                        "sys.prefix, c('MULTIARCH') or '-')"],
                        capture_output=True, text=True).stdout.split()
-    if len(v) != 4 or v[3] != "1":
+    if len(v) != 6 or v[3] != "1":
         return None
-    src, exe = os.path.join(BUILD, "embed.c"), os.path.join(BUILD, "embed")
+    include, libdir, ldversion, _, prefix, multiarch = v
+    flags = []
+    if not os.path.exists(os.path.join(libdir, f"libpython{ldversion}.so")):
+        libdir = os.path.join(prefix, "lib", multiarch)
+        loader = os.path.join(libdir, "ld-linux-x86-64.so.2")
+        if os.path.exists(loader):
+            # libpython wants the root's newer glibc, which the linker here does not have.
+            flags = ["-Wl,--allow-shlib-undefined", "-Wl,--dynamic-linker=" + loader,
+                     "-Wl,--disable-new-dtags", "-Wl,-rpath," + libdir]
+    src, exe = os.path.join(BUILD, name + ".c"), os.path.join(BUILD, name)
     with open(src, "w") as f:
-        f.write(EMBED)
-    r = subprocess.run(["cc", "-O1", "-I" + v[0], src, "-o", exe, "-L" + v[1], "-lpython" + v[2],
-                        "-Wl,-rpath," + v[1], "-ldl", "-lm"], capture_output=True, text=True)
+        f.write(source or EMBED)
+    pyalloc = ["-I" + os.path.join(ROOT, "include"), "-L" + os.path.dirname(lib), "-lpyalloc",
+               "-Wl,-rpath," + os.path.dirname(lib)] if source else []
+    r = subprocess.run(["cc", "-O1", "-I" + include, "-I" + os.path.dirname(include), src, "-o", exe,
+                        *pyalloc, "-L" + libdir, "-lpython" + ldversion, "-Wl,-rpath," + libdir, *flags,
+                        "-ldl", "-lm"], capture_output=True, text=True)
+    if r.returncode != 0:
+        print(r.stderr[-2000:], flush=True)
     return exe if r.returncode == 0 else None
 
 
@@ -255,17 +289,33 @@ print(json.dumps([r, lib.pyalloc_host_mode(), sorted({lib.pyalloc_domain_of(id(o
     # 6. An embedding program that loads pyalloc between Py_PreInitialize() and Py_Initialize():
     # pyalloc installs (the interpreter is not running yet) and what pre-initialisation
     # allocated goes back to the allocator that made it, also under CPython's debug hooks.
+    # The embedded interpreter finds its library from its home (a private root is not /usr).
+    home = subprocess.run([py, "-c", "import sys; print(sys.prefix)"], capture_output=True,
+                          text=True).stdout.strip()
     exe = build_embedder(py, lib)
     if exe is None:
         print("embedding program not built (no shared libpython): case 6 skipped", flush=True)
     else:
         for extra in ({}, {"PYTHONMALLOC": "debug"}):
             env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONMALLOC", "PYTHONDEVMODE")}
-            env.update({"PYALLOC_LIB": lib, **extra})
+            env.update({"PYALLOC_LIB": lib, "PYTHONHOME": home, **extra})
             r = subprocess.run([exe], capture_output=True, text=True, env=env, timeout=180)
             check(r.returncode == 0 and r.stdout.split() == ["mode", "1", "domain", "2", "done"],
                   f"embedding, pyalloc loaded after pre-initialisation {extra}: installed, clean finalisation "
                   f"(rc={r.returncode}, {r.stdout!r})", r.stderr)
+
+    # 7. A program linked with pyalloc and libpython: pyalloc's constructor runs before main, so
+    # it installs before the interpreter starts, in all three domains.
+    exe = build_embedder(py, lib, EMBED_LINKED, "embed_linked")
+    if exe is None:
+        print("embedding program not built (no shared libpython): case 7 skipped", flush=True)
+    else:
+        env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONMALLOC", "PYTHONDEVMODE")}
+        env["PYTHONHOME"] = home
+        r = subprocess.run([exe], capture_output=True, text=True, env=env, timeout=180)
+        check(r.returncode == 0 and r.stdout.split() == ["mode", "1", "domain", "2", "done"],
+              f"a program linked with pyalloc and libpython: installed at start, clean finalisation "
+              f"(rc={r.returncode}, {r.stdout!r})", r.stderr)
 
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0

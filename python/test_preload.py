@@ -210,6 +210,15 @@ print(p.stats()['domains']['object']['allocations'] - before >= 4 * 100000)
         check(r.returncode == 0 and r.stdout.split() == ["True"],
               f"four subinterpreters with their own GIL allocate at once ({r.stdout!r})", r.stderr[-1500:])
 
+    # 11. 3.15's PYTHON_PYMALLOC_HUGEPAGES configures pymalloc, which pyalloc replaces: pyalloc
+    # stays installed and says (verbose) that the setting is ignored.
+    if tuple(map(int, major_minor)) >= (3, 15):
+        r = run(py, "import pyalloc_stats as p; print(p.stats()['host_mode'])", lib=lib,
+                env_extra={"PYTHON_PYMALLOC_HUGEPAGES": "1", "PYALLOC_VERBOSE": "1"})
+        check(r.returncode == 0 and r.stdout.strip() == "1"
+              and "PYTHON_PYMALLOC_HUGEPAGES configures pymalloc, which pyalloc replaces: ignored" in r.stderr,
+              f"PYTHON_PYMALLOC_HUGEPAGES: installed, the setting reported as ignored ({r.stdout!r})", r.stderr)
+
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

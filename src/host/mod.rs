@@ -417,6 +417,16 @@ pub fn install_at_load(verbose: bool, check_explicit: bool, raw_libc: bool) {
             "installed in CPython {major}.{minor} (raw, mem and object domains); check mode {}",
             if domain::strict() { "strict" } else { "compat" }
         ));
+        // 3.15's huge-page arenas are pymalloc's; like PYTHONMALLOC=malloc, a preloaded
+        // allocator leaves pymalloc unused, so the setting has nothing to act on.
+        if !ignore_env
+            && minor >= 15
+            && env(c"PYTHON_PYMALLOC_HUGEPAGES").is_some_and(|v| v != b"0")
+        {
+            warn(format_args!(
+                "PYTHON_PYMALLOC_HUGEPAGES configures pymalloc, which pyalloc replaces: ignored (docs/CPYTHON.md)"
+            ));
+        }
     }
 }
 

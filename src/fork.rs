@@ -49,8 +49,12 @@ extern "C" fn prepare() {
     pagemap::fork_lock();
 }
 
-extern "C" fn parent() {
-    // SAFETY: prepare took all five locks.
+/// Release what [`prepare`] took, in reverse order.
+///
+/// # Safety
+/// `prepare` took all five locks and nothing released them since.
+unsafe fn unlock_all() {
+    // SAFETY: as stated.
     unsafe {
         pagemap::fork_unlock();
         meta::DESCRIPTORS.raw_unlock();
@@ -60,14 +64,15 @@ extern "C" fn parent() {
     }
 }
 
+extern "C" fn parent() {
+    // SAFETY: prepare took all five locks.
+    unsafe { unlock_all() };
+}
+
 extern "C" fn child() {
     // SAFETY: prepare took all five locks; only this thread exists in the child.
     unsafe {
-        pagemap::fork_unlock();
-        meta::DESCRIPTORS.raw_unlock();
-        arena::fork_unlock();
-        large_cache::fork_unlock();
-        HEAPS.raw_unlock();
+        unlock_all();
         orphan_lost_heaps();
     }
 }

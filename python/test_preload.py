@@ -127,6 +127,18 @@ print(top.size, top.count, top.traceback[0].lineno)
     check(r.returncode == 0 and r.stdout.startswith("aside (-1, -1, -1) 600"),
           f"PYTHONMALLOC=malloc: aside, blocks not pyalloc's ({r.stdout!r})", r.stderr)
     check("PYTHONMALLOC=malloc asks CPython for another allocator" in r.stderr, "verbose says why", r.stderr)
+    # Every name this version accepts (mimalloc's where the build has it): pyalloc steps aside
+    # and CPython runs the allocator asked for; a name CPython rejects fails as without pyalloc.
+    for name in ("pymalloc", "pymalloc_debug", "malloc_debug", "mimalloc", "mimalloc_debug", "nonsense"):
+        stock = run(py, "pass", env_extra={"PYTHONMALLOC": name}, lib=lib, preload=False)
+        r = run(py, "import pyalloc_testext as t, pyalloc_stats as p; print(p.mode(), t.domains())", lib=lib,
+                env_extra={"PYTHONMALLOC": name})
+        if stock.returncode != 0:
+            check(r.returncode != 0, f"PYTHONMALLOC={name} is rejected as without pyalloc (rc={r.returncode})",
+                  r.stderr[-500:])
+        else:
+            check(r.returncode == 0 and r.stdout.startswith("aside (-1, -1, -1)"),
+                  f"PYTHONMALLOC={name}: aside ({r.stdout!r})", r.stderr[-1000:])
     # ... but -I ignores PYTHONMALLOC, and LD_PRELOAD still applies.
     r = run(py, "import sys; sys.path[:0] = %r; import pyalloc_stats as p; print(p.mode())" % [HERE], lib=lib,
             env_extra={"PYTHONMALLOC": "malloc"}, args=("-I",))

@@ -8,7 +8,7 @@ BUILD   := build
 PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test python-test-all python-test-current cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-objects runtime-demo install clean
+.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test python-test-all python-test-current cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-python-current bench-objects runtime-demo install clean
 
 all: lib
 
@@ -125,9 +125,15 @@ bench: lib
 	$(MAKE) -C bench bench
 	NO_CARGO=1 ./bench/objects/run.sh
 
-# Real CPython workloads (pyperformance's scripts) under pymalloc, malloc, mimalloc and pyalloc.
+# Real CPython workloads (pyperformance's scripts) under pymalloc, malloc, mimalloc and pyalloc;
+# bench-python-current: on 3.14 and 3.15 (get_cpython.sh), into bench/results/python/3.14-3.15.
+# PYBENCH_ARGS: more run.py options (e.g. --rounds 3 --benchmarks richards,go).
+PYBENCH_ARGS ?=
 bench-python: lib
-	python3 bench/python/run.py --freeze
+	python3 bench/python/run.py --freeze $(PYBENCH_ARGS)
+
+bench-python-current: lib cpython-get
+	python3 bench/python/run.py --freeze --versions 3.14,3.15 --out bench/results/python/3.14-3.15 $(PYBENCH_ARGS)
 
 # Objects and the cyclic GC against CPython doing the same work in Python.
 bench-objects: lib

@@ -246,6 +246,8 @@ static int init_pyalloc_any(alloc_t *a, int raw, char *why, size_t whylen) {
 static int init_pyalloc(alloc_t *a, char *w, size_t n) { return init_pyalloc_any(a, 0, w, n); }
 static int init_pyalloc_raw(alloc_t *a, char *w, size_t n) { return init_pyalloc_any(a, 1, w, n); }
 
+static int init_pymalloc_at(alloc_t *a, const char *prefix, const char *path, int initialize,
+                            char *why, size_t whylen);
 static int init_pymalloc(alloc_t *a, const char *env, const char *soname, int initialize, char *why,
                          size_t whylen) {
     const char *prefix = getenv(env);
@@ -260,6 +262,11 @@ static int init_pymalloc(alloc_t *a, const char *env, const char *soname, int in
     }
     char path[8192];
     snprintf(path, sizeof path, "%s/lib/%s", prefix, soname);
+    return init_pymalloc_at(a, prefix, path, initialize, why, whylen);
+}
+/* libpython at PATH, its stdlib under PREFIX (PYTHONHOME). */
+static int init_pymalloc_at(alloc_t *a, const char *prefix, const char *path, int initialize,
+                            char *why, size_t whylen) {
     /* A clean interpreter: its own stdlib, no site, pymalloc (never PYTHONMALLOC). */
     setenv("PYTHONHOME", prefix, 1);
     unsetenv("PYTHONMALLOC");
@@ -299,6 +306,10 @@ static int init_py311(alloc_t *a, char *w, size_t n) {
 static int init_py313(alloc_t *a, char *w, size_t n) {
     return init_pymalloc(a, "BENCH_PY313", "libpython3.13.so", 1, w, n);
 }
+
+/* pymalloc-3.14 / pymalloc-3.15: Debian sid's libpython from get_cpython.sh's roots. */
+static char **g_main_argv;
+#include "pyroot.c"
 
 static int init_glibc(alloc_t *a, char *w, size_t n) {
     (void)w;
@@ -393,6 +404,8 @@ static alloc_t ALLOCS[] = {
     {"pyalloc-raw", "pyalloc PyMem_RawMalloc/RawRealloc/RawFree", init_pyalloc_raw, 0, 0, 0, 0, 0, "", NULL},
     {"pymalloc-3.11", "CPython 3.11.7 PyObject_Malloc (no Py_Initialize)", init_py311, 0, 0, 0, 1, 0, "", NULL},
     {"pymalloc-3.13", "CPython 3.13.0 PyObject_Malloc (after Py_InitializeEx(0), GIL held)", init_py313, 0, 0, 0, 1, 0, "", NULL},
+    {"pymalloc-3.14", "CPython 3.14 PyObject_Malloc (Debian sid, its own loader; Py_InitializeEx(0), GIL held)", init_pyroot, 0, 0, 0, 1, 0, "", NULL},
+    {"pymalloc-3.15", "CPython 3.15 PyObject_Malloc (Debian sid, its own loader; Py_InitializeEx(0), GIL held)", init_pyroot, 0, 0, 0, 1, 0, "", NULL},
     {"glibc", "glibc malloc/realloc/free", init_glibc, 0, 0, 0, 0, 0, "", NULL},
     {"mimalloc", "libmimalloc.so.2 mi_malloc/mi_realloc/mi_free", init_mimalloc, 0, 0, 0, 0, 0, "", NULL},
     {"jemalloc", "libjemalloc.so.2 malloc/realloc/free (its own, dlopen RTLD_LOCAL)", init_jemalloc, 0, 0, 0, 0, 0, "", NULL},
@@ -1206,6 +1219,7 @@ static run_t run_child(const char *alloc, const char *work, const char *const *e
     int k = 0;
     if (wrapper_argv)
         for (; wrapper_argv[k]; k++) argv[k] = wrapper_argv[k];
+    k += pyroot_argv(alloc, argv + k); /* pymalloc-3.14/3.15: the root's loader */
     argv[k++] = g_self;
     argv[k++] = "child";
     argv[k++] = alloc;
@@ -1966,6 +1980,11 @@ int main(int argc, char **argv) {
     ssize_t n = readlink("/proc/self/exe", g_self, sizeof g_self - 1);
     if (n <= 0) snprintf(g_self, sizeof g_self, "%s", argv[0]);
     else g_self[n] = 0;
+    g_main_argv = argv;
+    /* Started by a loader (pymalloc-3.14/3.15 children): this executable is argv[0]. */
+    if (!strncmp(strrchr(g_self, '/') ? strrchr(g_self, '/') + 1 : g_self, "ld-", 3) && argv[0]
+        && !realpath(argv[0], g_self))
+        snprintf(g_self, sizeof g_self, "%s", argv[0]);
     /* jemalloc (and other initial-exec TLS users) loaded by a late dlopen need more static TLS
      * than glibc's default surplus: raise it for this process, and all children, by re-exec. */
     const char *tun = getenv("GLIBC_TUNABLES");

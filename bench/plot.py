@@ -32,6 +32,8 @@ COLORS = {
     "pyalloc-raw": "#ff9896",
     "pymalloc-3.11": "#1f77b4",
     "pymalloc-3.13": "#aec7e8",
+    "pymalloc-3.14": "#17becf",
+    "pymalloc-3.15": "#9edae5",
     "glibc": "#7f7f7f",
     "mimalloc": "#2ca02c",
     "jemalloc": "#9467bd",

@@ -2,10 +2,12 @@
 """Real-Python workloads on pyalloc: pyperformance benchmarks under several allocators.
 
 Runs a fixed set of pyperformance benchmark scripts (downloaded from PyPI at run time into a
-cache directory, never vendored) under CPython 3.11 and 3.13 with each of these allocators:
+cache directory, never vendored) under CPython 3.11, 3.13 (pyenv) and 3.14, 3.15 (Debian sid's, from
+python/get_cpython.sh) with each of these allocators:
 
   3.11: pymalloc (stock), PYTHONMALLOC=malloc, pyalloc (LD_PRELOAD)
   3.13: pymalloc (stock), PYTHONMALLOC=malloc, PYTHONMALLOC=mimalloc, pyalloc (LD_PRELOAD)
+  3.14, 3.15: pymalloc (stock), PYTHONMALLOC=mimalloc, pyalloc (LD_PRELOAD)
 
 Every measurement is one fresh interpreter process running the benchmark script as a pyperf
 *worker* (``--worker --loops L --warmups W --values N``), so no pyperf parent process, no
@@ -64,8 +66,12 @@ CONFIGS = {
     "3.11": [("pymalloc", {}), ("malloc", {"PYTHONMALLOC": "malloc"}), ("pyalloc", "PRELOAD")],
     "3.13": [("pymalloc", {}), ("malloc", {"PYTHONMALLOC": "malloc"}),
              ("mimalloc", {"PYTHONMALLOC": "mimalloc"}), ("pyalloc", "PRELOAD")],
+    "3.14": [("pymalloc", {}), ("mimalloc", {"PYTHONMALLOC": "mimalloc"}), ("pyalloc", "PRELOAD")],
+    "3.15": [("pymalloc", {}), ("mimalloc", {"PYTHONMALLOC": "mimalloc"}), ("pyalloc", "PRELOAD")],
 }
 BASELINE = "pymalloc"
+# second reference, where a version has it: pyalloc / mimalloc, paired per round
+REF2, REF2_OF = "mimalloc", "pyalloc"
 # pseudo-benchmark: `python -c pass`, for the fixed memory cost of each configuration; its time
 # is the process's wall time; it is reported but left out of the geometric means
 STARTUP = "startup"
@@ -82,6 +88,13 @@ def loadavg():
 
 def pyenv_prefix(version):
     return subprocess.check_output(["pyenv", "prefix", version], text=True).strip()
+
+
+def get_cpython(version):
+    """The interpreter of python/get_cpython.sh's private root for 3.14/3.15 (installs if missing)."""
+    out = subprocess.check_output(["bash", os.path.join(REPO, "python", "get_cpython.sh"), version],
+                                  text=True).split()
+    return out[-1]
 
 
 def geomean(xs):
@@ -113,14 +126,23 @@ def fetch_pyperformance(cache, version):
 
 
 def install_pyperf(cache, python, tag, version):
-    """pip install pyperf into a --target dir used only by this interpreter."""
+    """pip install pyperf into a --target dir used only by this interpreter.
+
+    An interpreter without pip (Debian's 3.14/3.15 from get_cpython.sh) gets pyperf's wheel
+    (pure Python) from this script's own pip, for its version (--python-version)."""
     target = os.path.join(cache, "pyperf-%s-py%s" % (version, tag))
     if os.path.isdir(os.path.join(target, "pyperf")):
         return target
     log("installing pyperf %s for %s into %s" % (version, python, target))
-    subprocess.check_call([python, "-m", "pip", "install", "-q", "--no-deps",
-                           "--disable-pip-version-check", "--target", target,
-                           "pyperf==%s" % version])
+    has_pip = subprocess.run([python, "-c", "import pip"], capture_output=True).returncode == 0
+    if has_pip:
+        cmd = [python, "-m", "pip"]
+        plat = []
+    else:
+        cmd = [sys.executable, "-m", "pip"]
+        plat = ["--python-version", ".".join(tag.split(".")[:2]), "--only-binary", ":all:"]
+    subprocess.check_call(cmd + ["install", "-q", "--no-deps", "--disable-pip-version-check",
+                                 "--target", target] + plat + ["pyperf==%s" % version])
     return target
 
 
@@ -323,6 +345,14 @@ def analyse(runs, versions, benches):
                     row[c][metric + "_ratio_of_medians"] = (
                         statistics.median(xs) / statistics.median(bs) if xs and bs else None)
                 row[c]["vmhwm_kb_median"] = row[c].pop("vmhwm_kb_median")
+                if c == REF2_OF and REF2 in cfgs:
+                    # pyalloc / mimalloc of the same round
+                    for metric, key in (("time", "time_s"), ("cpu", "cpu_s"), ("rss", "vmhwm_kb")):
+                        ratios = [rr[c][key] / rr[REF2][key] for rr in rounds
+                                  if REF2 in rr and rr[c].get(key) and rr[REF2].get(key)]
+                        row[c][metric + "_vs_" + REF2 + "_per_round"] = ratios
+                        row[c][metric + "_vs_" + REF2 + "_median"] = (
+                            statistics.median(ratios) if ratios else None)
             table[b] = row
         # VmHWM above the same configuration's `python -c pass` of the same round
         startup = {}
@@ -342,6 +372,11 @@ def analyse(runs, versions, benches):
             gm[c] = {m + "_ratio": geomean([table[b][c][m + "_ratio_median"] for b in benches
                                             if b != STARTUP])
                      for m in ("time", "time_min", "cpu", "rss")}
+        if REF2_OF in cfgs and REF2 in cfgs:
+            gm[REF2_OF]["vs_" + REF2] = {
+                m + "_ratio": geomean([table[b][REF2_OF].get(m + "_vs_" + REF2 + "_median")
+                                       for b in benches if b != STARTUP])
+                for m in ("time", "cpu", "rss")}
         out[v] = {"configs": cfgs, "benchmarks": table, "geomean": gm}
     return out
 
@@ -427,6 +462,21 @@ def render_md(res):
             cells += ["**%s**" % fmt_ratio(g["time_ratio"]), "**%s**" % fmt_ratio(g["cpu_ratio"]),
                       "**%s**" % fmt_ratio(g["rss_ratio"])]
         L.append("| " + " | ".join(cells) + " |")
+        if REF2_OF in cfgs and REF2 in cfgs:
+            L.append("")
+            L.append("%s / %s of the same round (median over rounds), CPython %s:"
+                     % (REF2_OF, REF2, v))
+            L.append("")
+            L.append("| benchmark | time × | CPU × | RSS × |")
+            L.append("|---|---|---|---|")
+            for b, row in vr["benchmarks"].items():
+                r = row[REF2_OF]
+                L.append("| %s | %s | %s | %s |" % (b, fmt_ratio(r.get("time_vs_" + REF2 + "_median")),
+                                                    fmt_ratio(r.get("cpu_vs_" + REF2 + "_median")),
+                                                    fmt_ratio(r.get("rss_vs_" + REF2 + "_median"))))
+            g = vr["geomean"][REF2_OF]["vs_" + REF2]
+            L.append("| **geomean** | **%s** | **%s** | **%s** |"
+                     % (fmt_ratio(g["time_ratio"]), fmt_ratio(g["cpu_ratio"]), fmt_ratio(g["rss_ratio"])))
         L.append("")
         L.append("Peak RSS above the same configuration's `python -c pass` (VmHWM, MiB, median "
                  "over rounds), CPython %s:" % v)
@@ -478,6 +528,10 @@ def main():
     ap.add_argument("--versions", default="3.11,3.13")
     ap.add_argument("--py311", default=None, help="CPython 3.11 prefix (default: pyenv prefix 3.11.7)")
     ap.add_argument("--py313", default=None, help="CPython 3.13 prefix (default: pyenv prefix 3.13.0)")
+    ap.add_argument("--py314", default=None,
+                    help="CPython 3.14 interpreter (default: python/get_cpython.sh 3.14)")
+    ap.add_argument("--py315", default=None,
+                    help="CPython 3.15 interpreter (default: python/get_cpython.sh 3.15)")
     ap.add_argument("--lib", default="/tmp/pyalloc-pybench/libpyalloc.so",
                     help="frozen copy of libpyalloc.so to preload (COMMIT file beside it)")
     ap.add_argument("--freeze", action="store_true",
@@ -514,9 +568,16 @@ def main():
                  % args.lib)
     lib = os.path.abspath(args.lib)
 
-    prefixes = {"3.11": args.py311 or pyenv_prefix("3.11.7"),
-                "3.13": args.py313 or pyenv_prefix("3.13.0")}
-    pythons = {v: os.path.join(prefixes[v], "bin", "python3") for v in versions}
+    pythons = {}
+    for v in versions:
+        if v in ("3.11", "3.13"):
+            prefix = getattr(args, "py" + v.replace(".", "")) or pyenv_prefix(
+                {"3.11": "3.11.7", "3.13": "3.13.0"}[v])
+            pythons[v] = os.path.join(prefix, "bin", "python3")
+        else:
+            pythons[v] = getattr(args, "py" + v.replace(".", "")) or get_cpython(v)
+    prefixes = {v: (os.path.dirname(os.path.dirname(pythons[v])) if v in ("3.11", "3.13")
+                    else pythons[v]) for v in versions}
     pythons_full = {v: subprocess.check_output(
         [pythons[v], "-c", "import platform; print(platform.python_version())"],
         text=True).strip() for v in versions}

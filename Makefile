@@ -58,6 +58,10 @@ runtime-demo: deps-demo
 
 # A Python workload on a real interpreter with pyalloc preloaded; the report goes to stderr.
 PY ?= $(shell python3 -c 'import sys; print(sys.executable)')
+# PY=3.14 or PY=3.15 name Debian's builds from python/get_cpython.sh (installed when missing).
+ifneq ($(filter 3.14 3.15,$(PY)),)
+override PY := $(shell bash python/get_cpython.sh $(PY))
+endif
 python-demo: lib
 	LD_PRELOAD=$(CURDIR)/$(LIBDIR)/libpyalloc.so PYALLOC_STATS=1 $(PY) python/demo.py
 
@@ -67,8 +71,9 @@ python-test: lib
 	$(PY) python/test_preload.py --python $(PY) --lib $(LIBDIR)/libpyalloc.so
 	$(PY) python/test_late_load.py --python $(PY) --lib $(LIBDIR)/libpyalloc.so
 
-# The same on every interpreter of docs/CPYTHON.md found here (pyenv 3.8-3.13, Debian's 3.11).
-PYS ?= $(foreach v,3.8 3.9 3.10 3.11 3.12 3.13,$(shell pyenv prefix $$(pyenv versions --bare 2>/dev/null | grep -E '^$(v)\.[0-9]+$$' | tail -n 1) 2>/dev/null | sed 's|$$|/bin/python3|')) $(wildcard /usr/bin/python3.11)
+# The same on every interpreter of docs/CPYTHON.md found here (pyenv 3.8-3.13, Debian's 3.11,
+# and 3.14/3.15 once `make cpython-get` installed them).
+PYS ?= $(foreach v,3.8 3.9 3.10 3.11 3.12 3.13,$(shell pyenv prefix $$(pyenv versions --bare 2>/dev/null | grep -E '^$(v)\.[0-9]+$$' | tail -n 1) 2>/dev/null | sed 's|$$|/bin/python3|')) $(wildcard /usr/bin/python3.11) $(PY314) $(PY315)
 python-test-all: lib
 	@for py in $(PYS); do $(MAKE) --no-print-directory python-test PY=$$py || exit 1; done
 

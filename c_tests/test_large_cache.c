@@ -205,6 +205,24 @@ int main(void) {
         CHECK(faults[2] < 64, "rebuilding an 8 MiB buffer faulted %ld times (first build %ld)", faults[2], faults[0]);
     }
 
+    /* 9. A small block growing by realloc does not take a kept mapping far beyond it (it
+     * would pin 30 MiB of resident pages for as long as it lives). */
+    {
+        pyalloc_collect(1);
+        for (int i = 0; i < 3; i++) PyMem_Free(PyMem_Malloc(30 << 20));
+        char *big = PyMem_Malloc(30 << 20);
+        touch(big, 30 << 20);
+        PyMem_Free(big);
+        unsigned long long kept = stats().large_cached_bytes;
+        char *p = PyMem_Malloc(70 << 10);
+        char *q = PyMem_Realloc(p, 100 << 10);
+        CHECK(q && (q < big || q >= big + (30 << 20)), "a 100 KiB block grew onto a 30 MiB kept mapping");
+        CHECK(stats().large_cached_bytes >= kept, "the 30 MiB mapping left the cache (%llu of %llu kept)",
+              U(stats().large_cached_bytes), kept);
+        PyMem_Free(q);
+        pyalloc_collect(1);
+    }
+
     /* 7. A second free of a block sitting in the cache is reported. */
     {
         char out[4096];

@@ -33,6 +33,10 @@ pub const MAX_BYTES: usize = 64 << 20;
 const MAX_SLACK: usize = 3;
 /// See [`MAX_SLACK`].
 const MAX_SLACK_BYTES: usize = 4 << 20;
+/// A block growing by realloc takes a kept mapping with up to this much (or [`MAX_SLACK`]
+/// times its size) beyond it: room for the growth to come, without letting a small buffer
+/// that stops growing pin a 32 MiB resident mapping for its lifetime.
+const GROW_SLACK_BYTES: usize = 16 << 20;
 /// Holding stays on for this many purge delays after it last paid off (as for arenas).
 const RETAIN_WINDOWS: u64 = 10;
 
@@ -153,8 +157,9 @@ impl Cache {
 /// Take a kept mapping of at least `len` bytes for a large block, expiring old entries into
 /// `out`. Returns its descriptor (tag still [`TAG_CACHED`], mapping `map_len` long), or null
 /// when none fits. A new block takes no mapping that is [`too_long`] for it (it stays kept for
-/// a request it suits); a block `growing` by realloc takes any, keeping the tail resident for
-/// its further growth (a buffer or list built by realloc, freed and built again).
+/// a request it suits); a block `growing` by realloc takes one with up to [`GROW_SLACK_BYTES`]
+/// more, keeping the tail resident for its further growth (a buffer or list built by realloc,
+/// freed and built again).
 pub fn take(len: usize, growing: bool, out: &mut Evicted) -> *mut Pool {
     // A hit reads no clock (expiry happens on `put` and `tick`, and a reuse is noted for the
     // next `put`): one clock read per alloc/free cycle instead of two.
@@ -164,7 +169,12 @@ pub fn take(len: usize, growing: bool, out: &mut Evicted) -> *mut Pool {
     let mut best_len = usize::MAX;
     for i in 0..g.n {
         let l = g.entries[i].len;
-        if l >= len && l <= best_len && (growing || !too_long(l, len)) {
+        let fits = if growing {
+            l - len.min(l) <= GROW_SLACK_BYTES.max(len.saturating_mul(MAX_SLACK))
+        } else {
+            !too_long(l, len)
+        };
+        if l >= len && l <= best_len && fits {
             best = i;
             best_len = l;
         }

@@ -10,6 +10,7 @@
  * NUL-terminated when truncated. */
 #include "check.h"
 #include "testutil.h"
+#include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -233,5 +234,27 @@ int main(void) {
               "%s: totals %lld allocations, %lld frees, expected %d each", APIS[d].name, DD(s3, s0, d, allocations),
               DD(s3, s0, d, frees), K + extra[d]);
     }
+    /* A program built against the version-1 header calls the symbol pyalloc_stats_get with a
+     * version-1 struct: the library must not write past it (version 2 added 24 bytes). The
+     * parenthesised name calls the symbol itself, not the header's macro. */
+    {
+        const size_t v1 = offsetof(pyalloc_stats, large_cached_bytes);
+        unsigned char buf[sizeof(pyalloc_stats) + 64];
+        memset(buf, 0xA5, sizeof buf);
+        (pyalloc_stats_get)((pyalloc_stats *)buf);
+        size_t spoiled = 0;
+        for (size_t i = v1; i < sizeof buf; i++) spoiled += buf[i] != 0xA5;
+        pyalloc_stats head;
+        memcpy(&head, buf, v1);
+        CHECK(spoiled == 0, "pyalloc_stats_get wrote %zu bytes past a version-1 struct", spoiled);
+        CHECK(head.version == 1 && head.size == v1, "version %u size %u", head.version, head.size);
+        pyalloc_stats small;
+        memset(&small, 0xA5, sizeof small);
+        pyalloc_stats_get_sized(&small, 16);
+        CHECK(small.size == 16 && small.version == PYALLOC_STATS_VERSION &&
+                  ((unsigned char *)&small)[16] == 0xA5,
+              "sized call wrote %u bytes", small.size);
+    }
+
     TEST_MAIN_END();
 }

@@ -516,12 +516,26 @@ int pyalloc_domain_of(const void *ptr);
 size_t pyalloc_usable_size(const void *ptr);
 
 /*
- Fill `*out` with the current statistics.
+ Fill `*out` with the current statistics, as far as version 1 of `pyalloc_stats` reaches
+ (`version` 1, `size` that length): the symbol programs built against a version-1 header
+ call, so that a larger struct never overruns theirs. The header maps
+ `pyalloc_stats_get(out)` to `pyalloc_stats_get_sized(out, sizeof *(out))`, so programs
+ built against this header get every field.
 
  # Safety
- `out` is NULL or points to writable memory for a `pyalloc_stats`.
+ `out` is NULL or points to writable memory for a version-1 `pyalloc_stats`.
  */
 void pyalloc_stats_get(pyalloc_stats *out);
+
+/*
+ Fill the first `size` bytes of `*out` with the current statistics (at most
+ `sizeof(pyalloc_stats)`); `out->size` tells how many were written, `out->version` which
+ version of the struct this library has.
+
+ # Safety
+ `out` is NULL or points to `size` writable bytes.
+ */
+void pyalloc_stats_get_sized(pyalloc_stats *out, size_t size);
 
 /*
  Write the statistics report into `buf` (NUL-terminated, truncated to `len`). Returns the
@@ -879,6 +893,9 @@ size_t pyalloc_freelist_clear(pyalloc_freelist *fl);
 
 #endif  /* PYALLOC_H */
 
+/* Programs built against this header get every field of pyalloc_stats; the symbol itself
+   writes only version 1's (for programs built against that header). */
+#define pyalloc_stats_get(out) pyalloc_stats_get_sized((out), sizeof *(out))
 #if !defined(Py_PYTHON_H) && !defined(PYALLOC_H_OBJECT_INLINES)
 #  define PYALLOC_H_OBJECT_INLINES
 /* CPython's object macros and inline reference counting (Include/object.h, 3.11). */

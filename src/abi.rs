@@ -56,6 +56,8 @@ pub struct PyObjectArenaAllocator {
 
 /// Version of [`pyalloc_stats`]; bumped when fields are added (at the end).
 pub const PYALLOC_STATS_VERSION: u32 = 2;
+/// Bytes of version 1 of [`pyalloc_stats`] (what `pyalloc_stats_get` writes).
+pub const PYALLOC_STATS_V1_SIZE: usize = core::mem::offset_of!(pyalloc_stats, large_cached_bytes);
 
 /// Statistics of one domain.
 #[repr(C)]

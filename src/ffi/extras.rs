@@ -21,16 +21,52 @@ pub extern "C" fn pyalloc_usable_size(ptr: *const c_void) -> usize {
     heap::usable_size(ptr as *mut u8)
 }
 
-/// Fill `*out` with the current statistics.
+/// Fill `*out` with the current statistics, as far as version 1 of `pyalloc_stats` reaches
+/// (`version` 1, `size` that length): the symbol programs built against a version-1 header
+/// call, so that a larger struct never overruns theirs. The header maps
+/// `pyalloc_stats_get(out)` to `pyalloc_stats_get_sized(out, sizeof *(out))`, so programs
+/// built against this header get every field.
 ///
 /// # Safety
-/// `out` is NULL or points to writable memory for a `pyalloc_stats`.
+/// `out` is NULL or points to writable memory for a version-1 `pyalloc_stats`.
 #[no_mangle]
 pub unsafe extern "C" fn pyalloc_stats_get(out: *mut pyalloc_stats) {
-    if !out.is_null() {
-        // SAFETY: the caller provides a writable pyalloc_stats.
-        unsafe { out.write(stats::gather()) };
+    // SAFETY: as stated.
+    unsafe { write_stats(out, crate::abi::PYALLOC_STATS_V1_SIZE, 1) };
+}
+
+/// Fill the first `size` bytes of `*out` with the current statistics (at most
+/// `sizeof(pyalloc_stats)`); `out->size` tells how many were written, `out->version` which
+/// version of the struct this library has.
+///
+/// # Safety
+/// `out` is NULL or points to `size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn pyalloc_stats_get_sized(out: *mut pyalloc_stats, size: usize) {
+    // SAFETY: as stated.
+    unsafe { write_stats(out, size, crate::abi::PYALLOC_STATS_VERSION) };
+}
+
+/// Write at most `size` bytes of the statistics into `out`, with `version`.
+///
+/// # Safety
+/// `out` is NULL or points to `size` writable bytes.
+unsafe fn write_stats(out: *mut pyalloc_stats, size: usize, version: u32) {
+    let n = size.min(core::mem::size_of::<pyalloc_stats>());
+    if out.is_null() || n < 8 {
+        return;
     }
+    let mut s = stats::gather();
+    s.version = version;
+    s.size = n as u32;
+    // SAFETY: `n` bytes of `out` are writable (the caller's contract) and `s` has at least `n`.
+    unsafe {
+        ptr::copy_nonoverlapping(
+            (&s as *const pyalloc_stats).cast::<u8>(),
+            out.cast::<u8>(),
+            n,
+        )
+    };
 }
 
 /// Write the statistics report into `buf` (NUL-terminated, truncated to `len`). Returns the

@@ -143,11 +143,8 @@ struct Arenas {
     /// Earliest time (ms) memory held beyond the allowances may be given back; `u64::MAX`
     /// when nothing is held beyond them. Mirrored in [`PURGE_DUE`].
     due: u64,
-    /// Memory beyond the allowances is held for the purge delay only until this time (ms):
-    /// set when holding it pays (see [`Arenas::note_regret`]), otherwise it goes back at once.
-    retain_until: u64,
-    /// When memory beyond the allowances last went back to the OS (ms; 0: never).
-    gave_back: u64,
+    /// Whether memory beyond the allowances is held for the purge delay or goes back at once.
+    retention: Retention,
 }
 
 // SAFETY: the raw pointers are only followed under the ARENAS lock.
@@ -161,8 +158,7 @@ static ARENAS: SpinLock<Arenas> = SpinLock::new(Arenas {
     empty: 0,
     dirty_units: 0,
     due: u64::MAX,
-    retain_until: 0,
-    gave_back: 0,
+    retention: Retention::NEW,
 });
 
 /// [`Arenas::due`], readable without the lock ([`tick`]).
@@ -171,6 +167,59 @@ static PURGE_DUE: AtomicU64 = AtomicU64::new(u64::MAX);
 pub static PURGE_DELAY_MS: AtomicU64 = AtomicU64::new(DEFAULT_PURGE_DELAY_MS);
 /// Holding memory for the delay stays on for this many delays after it last paid off.
 const RETAIN_WINDOWS: u64 = 10;
+
+/// The rule for holding freed memory (arenas and units here, large mappings in `large_cache`):
+/// hold it for the purge delay only while that pays, i.e. for [`RETAIN_WINDOWS`] delays after
+/// memory had to be mapped again soon after some went back, or held memory was reused; give it
+/// back at once otherwise, so that a program that frees once gets its memory back at once.
+pub struct Retention {
+    /// Freed memory is held until this time (ms); 0: not at all.
+    until: u64,
+    /// When held memory last went back to the OS (ms; 0: never).
+    gave_back: u64,
+}
+
+impl Retention {
+    pub const NEW: Retention = Retention {
+        until: 0,
+        gave_back: 0,
+    };
+
+    /// Holding pays off right now (`reuse`: held memory is being reused) or would have
+    /// (memory is being mapped at `now`, soon after some went back): hold over the next
+    /// [`RETAIN_WINDOWS`] delays.
+    pub fn note_regret(&mut self, now: u64, reuse: bool) {
+        let delay = PURGE_DELAY_MS.load(Ordering::Relaxed);
+        if delay == 0 {
+            return;
+        }
+        let window = delay.saturating_mul(RETAIN_WINDOWS);
+        if reuse || (self.gave_back != 0 && now < self.gave_back.saturating_add(window)) {
+            self.until = now.saturating_add(window);
+        }
+    }
+
+    /// Whether memory freed at `now` is to be held.
+    pub fn holding(&self, now: u64) -> bool {
+        now < self.until
+    }
+
+    /// When memory that became free at `stamp` may go back: after the delay while holding
+    /// pays, at once otherwise.
+    pub fn ripe(&self, stamp: u64, delay: u64) -> u64 {
+        stamp.saturating_add(delay).min(self.until.max(stamp))
+    }
+
+    /// Memory went back to the OS at `now`.
+    pub fn gave_back(&mut self, now: u64) {
+        self.gave_back = now.max(1);
+    }
+
+    /// Stop holding (memory is short, or the program asked for it back).
+    pub fn stop(&mut self) {
+        self.until = 0;
+    }
+}
 
 /// Bytes mapped by the default arena allocator and the large path.
 pub static BYTES_MAPPED: AtomicUsize = AtomicUsize::new(0);
@@ -320,27 +369,17 @@ impl Arenas {
         due
     }
 
-    /// Holding free memory for the delay pays off right now (`reuse`: a held empty arena is
-    /// being reused) or would have (a new arena is being mapped soon after memory went back):
-    /// hold memory for the delay over the next [`RETAIN_WINDOWS`] delays.
+    /// A held empty arena is being reused (`reuse`), or a new arena is being mapped: see
+    /// [`Retention::note_regret`]. The clock is read only while there is a delay to apply.
     fn note_regret(&mut self, reuse: bool) {
-        let delay = PURGE_DELAY_MS.load(Ordering::Relaxed);
-        if delay == 0 {
-            return;
-        }
-        let now = os::now_ms();
-        let window = delay.saturating_mul(RETAIN_WINDOWS);
-        if reuse || (self.gave_back != 0 && now < self.gave_back.saturating_add(window)) {
-            self.retain_until = now.saturating_add(window);
+        if PURGE_DELAY_MS.load(Ordering::Relaxed) != 0 {
+            self.retention.note_regret(os::now_ms(), reuse);
         }
     }
 
-    /// When memory that became free at `stamp` may go back: after the delay while holding
-    /// pays, at once otherwise.
+    /// See [`Retention::ripe`].
     fn ripe(&self, stamp: u64, delay: u64) -> u64 {
-        stamp
-            .saturating_add(delay)
-            .min(self.retain_until.max(stamp))
+        self.retention.ripe(stamp, delay)
     }
 
     /// Ask for a [`Arenas::maintain`] pass at `when` (ms) at the latest.
@@ -398,7 +437,7 @@ impl Arenas {
             due = due.min(self.purge_down_to(keep / 2, now, delay));
         }
         if !force && (!doomed.is_null() || BYTES_PURGED.load(Ordering::Relaxed) != purged) {
-            self.gave_back = now.max(1);
+            self.retention.gave_back(now);
         }
         self.due = due;
         PURGE_DUE.store(due, Ordering::Relaxed);

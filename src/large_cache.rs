@@ -13,7 +13,7 @@
 //! ([`SLOTS`]), in size ([`MAX_ENTRY`], glibc's largest dynamic mmap threshold) and in total
 //! ([`MAX_BYTES`]); `pyalloc_collect(1)` and memory pressure empty the cache.
 
-use crate::arena::PURGE_DELAY_MS;
+use crate::arena::{Retention, PURGE_DELAY_MS};
 use crate::os;
 use crate::pool::{Pool, TAG_CACHED};
 use crate::sync::SpinLock;
@@ -37,8 +37,6 @@ const MAX_SLACK_BYTES: usize = 4 << 20;
 /// times its size) beyond it: room for the growth to come, without letting a small buffer
 /// that stops growing pin a 32 MiB resident mapping for its lifetime.
 const GROW_SLACK_BYTES: usize = 16 << 20;
-/// Holding stays on for this many purge delays after it last paid off (as for arenas).
-const RETAIN_WINDOWS: u64 = 10;
 
 #[derive(Clone, Copy)]
 struct Entry {
@@ -54,10 +52,8 @@ struct Cache {
     entries: [Entry; SLOTS],
     n: usize,
     bytes: usize,
-    /// Blocks are kept until this time (ms); 0: not at all.
-    retain_until: u64,
-    /// When (ms) a large mapping last went back to the OS (0: never).
-    gave_back: u64,
+    /// Whether freed blocks are kept (the arenas' rule).
+    retention: Retention,
     /// A kept mapping was reused since the last `put` (which then extends the holding).
     reused: bool,
 }
@@ -73,8 +69,7 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     }; SLOTS],
     n: 0,
     bytes: 0,
-    retain_until: 0,
-    gave_back: 0,
+    retention: Retention::NEW,
     reused: false,
 });
 
@@ -140,18 +135,6 @@ impl Cache {
         };
         DUE.store(due, Ordering::Relaxed);
     }
-
-    /// A large mapping is being made: if one went back recently, holding would have paid.
-    fn note_regret(&mut self, now: u64, reuse: bool) {
-        let delay = PURGE_DELAY_MS.load(Ordering::Relaxed);
-        if delay == 0 {
-            return;
-        }
-        let window = delay.saturating_mul(RETAIN_WINDOWS);
-        if reuse || (self.gave_back != 0 && now < self.gave_back.saturating_add(window)) {
-            self.retain_until = now.saturating_add(window);
-        }
-    }
 }
 
 /// Take a kept mapping of at least `len` bytes for a large block, expiring old entries into
@@ -182,7 +165,7 @@ pub fn take(len: usize, growing: bool, out: &mut Evicted) -> *mut Pool {
     if best == usize::MAX {
         let now = os::now_ms();
         g.expire(now, false, out);
-        g.note_regret(now, false);
+        g.retention.note_regret(now, false);
         return ptr::null_mut();
     }
     g.reused = true;
@@ -207,10 +190,10 @@ pub unsafe fn put(desc: *mut Pool, out: &mut Evicted) -> bool {
     g.expire(now, false, out);
     if g.reused {
         g.reused = false;
-        g.note_regret(now, true);
+        g.retention.note_regret(now, true);
     }
-    if len > MAX_ENTRY || now >= g.retain_until {
-        g.gave_back = now.max(1);
+    if len > MAX_ENTRY || !g.retention.holding(now) {
+        g.retention.gave_back(now);
         return false;
     }
     while g.n > 0 && (g.n == SLOTS || g.bytes + len > MAX_BYTES) {
@@ -256,7 +239,7 @@ pub fn expire(force: bool, out: &mut Evicted) {
     g.expire(now, force, out);
     if force {
         // Memory is short or the program asked for it back: stop holding for now.
-        g.retain_until = 0;
+        g.retention.stop();
     }
 }
 

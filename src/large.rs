@@ -10,8 +10,7 @@
 
 use crate::config::*;
 use crate::heap::Heap;
-use crate::pool::TAG_CACHED;
-use crate::pool::{Kind, Pool, State, TAG_LARGE};
+use crate::pool::{Kind, Pool, State, TAG_CACHED, TAG_LARGE};
 use crate::{arena::BYTES_MAPPED, large_cache, meta::DESCRIPTORS, os, pagemap, stats};
 use core::ptr;
 use core::sync::atomic::Ordering;
@@ -152,14 +151,25 @@ fn map_new(len: usize) -> *mut Pool {
 /// # Safety
 /// `desc` is a large descriptor nobody else uses.
 unsafe fn cut(desc: *mut Pool, len: usize) {
-    // SAFETY: as stated; the tail's page-map entries go before its pages.
+    // SAFETY: as stated.
     unsafe {
         let (p, old) = (base(desc), (*desc).map_len);
-        register(p as usize + len, old - len, ptr::null_mut());
-        os::unmap(p.add(len), old - len);
+        release(p.add(len), old - len);
         (*desc).map_len = len;
-        BYTES_MAPPED.fetch_sub(old - len, Ordering::Relaxed);
     }
+}
+
+/// Give `[p, p+len)`, whole units of large mappings nobody uses any more, back to the OS: the
+/// page-map entries go first (another thread's next `mmap` may get the range at once and
+/// register its own block there, which clearing afterwards would erase).
+///
+/// # Safety
+/// As stated.
+unsafe fn release(p: *mut u8, len: usize) {
+    register(p as usize, len, ptr::null_mut());
+    // SAFETY: as stated.
+    unsafe { os::unmap(p, len) };
+    BYTES_MAPPED.fetch_sub(len, Ordering::Relaxed);
 }
 
 /// Free a large block: its mapping is kept for reuse while that pays, unmapped otherwise (the
@@ -185,12 +195,9 @@ pub unsafe fn free(heap: *mut Heap, desc: *mut Pool) {
 /// # Safety
 /// `desc` is a large descriptor nobody uses any more (not in the cache).
 unsafe fn free_mapping(desc: *mut Pool) {
-    // SAFETY: as stated; the page map entries go before the mapping.
+    // SAFETY: as stated.
     unsafe {
-        let (p, len) = (base(desc), (*desc).map_len);
-        register(p as usize, len, ptr::null_mut());
-        os::unmap(p, len);
-        BYTES_MAPPED.fetch_sub(len, Ordering::Relaxed);
+        release(base(desc), (*desc).map_len);
         DESCRIPTORS.lock().free(desc.cast());
     }
 }
@@ -251,8 +258,8 @@ pub unsafe fn realloc(heap: *mut Heap, desc: *mut Pool, n: usize) -> *mut u8 {
             register(p as usize + old, len - old, desc);
             (*desc).map_len = len;
             BYTES_MAPPED.fetch_add(len - old, Ordering::Relaxed);
-        } else if !grow_moved(desc, len) {
-            return grow_copied(heap, desc, n);
+        } else if !grow_moved(desc, len) && !grow_copied(desc, len) {
+            return ptr::null_mut();
         }
         (*desc).end = (*desc).start.add(usable);
         (*desc).size = usable;
@@ -329,37 +336,27 @@ unsafe fn grow_moved(desc: *mut Pool, len: usize) -> bool {
 }
 
 /// The last resort (a block made of several mappings cannot be moved by `mremap`): a fresh
-/// mapping, a copy, the old mapping unmapped. Null (block unchanged) when the OS refuses.
+/// mapping of `len` bytes, a copy, the old mapping unmapped. False (block unchanged) when the
+/// OS refuses.
 ///
 /// # Safety
 /// `desc` is the live descriptor of a large block owned by the caller.
-unsafe fn grow_copied(heap: *mut Heap, desc: *mut Pool, n: usize) -> *mut u8 {
-    let Some((usable, len)) = sizes(n) else {
-        return ptr::null_mut();
-    };
+unsafe fn grow_copied(desc: *mut Pool, len: usize) -> bool {
     let fresh = map_new(len);
     if fresh.is_null() {
-        return ptr::null_mut();
+        return false;
     }
     // SAFETY: `fresh` is ours alone; `desc` is the caller's live block, copied then dropped.
     unsafe {
-        let (p, old_usable, d) = ((*desc).start, (*desc).size, (*desc).domain as usize);
-        ptr::copy_nonoverlapping(p, (*fresh).start, old_usable);
-        let q = (*fresh).start;
-        let (old_start, old_len) = (base(desc), (*desc).map_len);
+        ptr::copy_nonoverlapping((*desc).start, (*fresh).start, (*desc).size);
         // The block keeps its descriptor (its counters and tag); the fresh one goes.
         register(base(fresh) as usize, len, desc);
-        register(old_start as usize, old_len, ptr::null_mut());
-        os::unmap(old_start, old_len);
-        BYTES_MAPPED.fetch_sub(old_len, Ordering::Relaxed);
-        DESCRIPTORS.lock().free(fresh.cast());
-        (*desc).start = q;
+        release(base(desc), (*desc).map_len);
+        (*desc).start = (*fresh).start;
         (*desc).map_len = len;
-        (*desc).end = q.add(usable);
-        (*desc).size = usable;
-        count_bytes(heap, d, usable.wrapping_sub(old_usable));
-        q
+        DESCRIPTORS.lock().free(fresh.cast());
     }
+    true
 }
 
 /// Point every unit of `[p, p+len)` at `desc` (null to clear). False if a leaf could not be

@@ -214,7 +214,8 @@ pub unsafe fn put(desc: *mut Pool, out: &mut Evicted) -> bool {
     true
 }
 
-/// Whether a kept mapping of `map_len` bytes taken for `len` bytes is to be cut down first.
+/// Whether a mapping of `map_len` bytes is far too long for `len` bytes: a new block does not
+/// take such a kept mapping, and a block shrinking to `len` has its tail cut.
 #[inline]
 pub fn too_long(map_len: usize, len: usize) -> bool {
     map_len - len > MAX_SLACK_BYTES.max(len.saturating_mul(MAX_SLACK))

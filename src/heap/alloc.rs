@@ -87,28 +87,40 @@ pub(crate) unsafe fn alloc_from_class_entry(heap: *mut Heap, d: usize, c: usize)
 #[cold]
 #[inline(never)]
 pub(crate) fn malloc_slow<const D: usize>(mut heap: *mut Heap, size: usize) -> *mut u8 {
+    if size > MEDIUM_MAX {
+        // SAFETY: `heap` is tls::get().
+        return unsafe { alloc_large(heap, D, size, false) };
+    }
     if heap == empty_heap() {
         heap = attach();
         if heap.is_null() {
             return ptr::null_mut();
         }
     }
-    if size > MEDIUM_MAX {
-        // SAFETY: `heap` is this thread's heap.
-        return unsafe { alloc_large(heap, D, size, false) };
-    }
     let c = if size == 0 { 1 } else { class_of(size) };
     // SAFETY: `heap` is this thread's heap.
     unsafe { alloc_from_class(heap, D, c) }
 }
 
-/// A large block; when the OS refuses, give back what is held and try once more.
+/// A large block (zeroed with `zero`); the thread gets a heap first if it has none. When the
+/// OS refuses, give back what is held and try once more.
 ///
 /// # Safety
-/// `heap` is this thread's heap (not the empty one).
+/// `heap` is `tls::get()`.
 #[cold]
-pub(crate) unsafe fn alloc_large(heap: *mut Heap, d: usize, size: usize, zero: bool) -> *mut u8 {
-    // SAFETY: as stated.
+pub(crate) unsafe fn alloc_large(
+    mut heap: *mut Heap,
+    d: usize,
+    size: usize,
+    zero: bool,
+) -> *mut u8 {
+    if heap == empty_heap() {
+        heap = attach();
+        if heap.is_null() {
+            return ptr::null_mut();
+        }
+    }
+    // SAFETY: `heap` is now this thread's heap.
     unsafe {
         let p = large::alloc(heap, d, size, zero);
         if !p.is_null() || size > MAX_REQUEST {

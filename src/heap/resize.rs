@@ -99,16 +99,9 @@ pub fn calloc<const D: usize>(nelem: usize, elsize: usize) -> *mut u8 {
         return ptr::null_mut();
     }
     if n > MEDIUM_MAX {
-        let mut heap = tls::get();
-        if heap == empty_heap() {
-            heap = attach();
-            if heap.is_null() {
-                return ptr::null_mut();
-            }
-        }
-        // SAFETY: this thread's heap; zeroed by the large path (kept mappings are cleared,
-        // fresh ones are zero already).
-        let p = unsafe { alloc_large(heap, D, n, true) };
+        // SAFETY: the heap comes from tls::get. Zeroed by the large path (kept mappings are
+        // cleared, fresh ones are zero already).
+        let p = unsafe { alloc_large(tls::get(), D, n, true) };
         track::malloc_like(p, n, true);
         return p;
     }

@@ -44,7 +44,7 @@ typedef ssize_t Py_ssize_t;
 #  define PyObject_REALLOC PyObject_Realloc
 #  define PyObject_FREE PyObject_Free
 
-/* The object header and type object, laid out as CPython 3.11's (src/object.rs). */
+/* The object header and type object, laid out as CPython 3.11's (src/object/mod.rs). */
 struct _typeobject;
 typedef struct _object {
     Py_ssize_t ob_refcnt;

@@ -4,9 +4,27 @@
 //! pymalloc-style heap: arenas carved into pools, pools into fixed-size blocks of one size
 //! class and one domain, with per-thread heaps so that no lock sits on the fast paths.
 //!
-//! Layers, bottom up (a module only uses the ones above it in this list):
-//! `config`, `size_class` → `os`, `sync`, `report`, `options` → `pool`, `pagemap`, `meta`,
-//! `tls` → `arena`, `large_cache` → `large` → `heap` → `domain`, `stats`, `fork`, `init` → `ffi`.
+//! One folder per subsystem, each opening with what it owns. Layers, bottom up: a module uses
+//! only those before it in this list (`tests/layers.rs` reads every `crate::` path and fails
+//! otherwise). A lower layer reaches a higher one only through an interface the higher one
+//! registers: the heap core's foreign-pointer handlers (`heap::misuse`), the fatal-report
+//! context (`platform::report`), the domain tables' function pointers.
+//!
+//! layers:
+//! - `abi`: the C ABI's types
+//! - `platform` (its `mod.rs` only names its modules), `platform::config`, `platform::sync`, `platform::os`, `platform::report`,
+//!   `platform::options`, `platform::probe`, `platform::track`: the platform
+//! - `heap::ids`, `heap::size_class`, `heap::pool`, `heap::pagemap`, `heap::retention`,
+//!   `heap::arena`, `heap::meta`, `heap::large_cache`, `heap::large`, `heap::misuse`,
+//!   `heap::thread`, `heap`: the heap core
+//! - `domain`: the domains' dispatch tables and the allocators they replaced
+//! - `host`: the CPython host
+//! - `debug`: the debug hooks
+//! - `object`, `object::freelist`, `object::gc`: the object layer
+//! - `stats`: statistics and reports
+//! - `ffi`: the C API
+//! - `init`: the library's start
+//!
 //! See `docs/DESIGN.md`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -14,52 +32,18 @@
 
 pub mod abi;
 /// cbindgen:ignore
-pub mod arena;
-/// cbindgen:ignore
-pub mod config;
-/// cbindgen:ignore
 pub mod debug;
 /// cbindgen:ignore
 pub mod domain;
 pub mod ffi;
-/// cbindgen:ignore
-pub mod foreign;
-/// cbindgen:ignore
-pub mod fork;
-/// cbindgen:ignore
-pub mod freelist;
-/// cbindgen:ignore
-pub mod gc;
 /// cbindgen:ignore
 pub mod heap;
 /// cbindgen:ignore
 pub mod host;
 /// cbindgen:ignore
 pub mod init;
-/// cbindgen:ignore
-pub mod large;
-/// cbindgen:ignore
-pub mod large_cache;
-/// cbindgen:ignore
-pub mod meta;
 pub mod object;
 /// cbindgen:ignore
-pub mod options;
-/// cbindgen:ignore
-pub mod os;
-/// cbindgen:ignore
-pub mod pagemap;
-/// cbindgen:ignore
-pub mod pool;
-/// cbindgen:ignore
-pub mod report;
-/// cbindgen:ignore
-pub mod size_class;
+pub mod platform;
 /// cbindgen:ignore
 pub mod stats;
-/// cbindgen:ignore
-pub mod sync;
-/// cbindgen:ignore
-pub mod tls;
-/// cbindgen:ignore
-pub mod track;

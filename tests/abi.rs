@@ -1,6 +1,6 @@
 //! ABI check against CPython's real headers: bindgen reads `Python.h` of every CPython found on
 //! this machine and the layouts, enum values and function signatures it reports must equal
-//! pyalloc's (`src/abi.rs`, `src/ffi.rs`).
+//! pyalloc's (`src/abi.rs`, `src/ffi/`).
 
 use pyalloc::abi::{PyMemAllocatorEx, PyObjectArenaAllocator};
 use std::mem::{align_of, offset_of, size_of};

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pool and arena size comparison (docs/DESIGN.md, "Choosing the pool and arena sizes").
-# Builds one library per variant from a copy of the tree with src/config.rs edited, then runs
+# Builds one library per variant from a copy of the tree with src/platform/config.rs edited, then runs
 # sizebench's workloads one process each, variants interleaved, REPS repetitions (default 9),
 # and prints the median table. Usage: bench/sizes/run.sh   (takes ~10 minutes)
 set -euo pipefail
@@ -21,7 +21,7 @@ for v in "${VARIANTS[@]}"; do
            -e "s/^pub const MEDIUM_MAX: usize = .*/pub const MEDIUM_MAX: usize = 1 << $5;/" \
            -e "s/^pub const NUM_MEDIUM: usize = .*/pub const NUM_MEDIUM: usize = 4 * ($5 - 9);/" \
            -e "s/^const _: () = assert!(MEDIUM_MAX == 1 << 16);/const _: () = assert!(MEDIUM_MAX == 1 << $5);/" \
-           "$src/src/config.rs"
+           "$src/src/platform/config.rs"
     (cd "$src" && CARGO_TARGET_DIR="$WORK/target-$name" cargo build --release -q)
     cc -std=c11 -O2 -Wall -Wextra -I"$ROOT/include" "$(dirname "$0")/sizebench.c" -o "$WORK/bin/sizebench-$name" \
         -L"$WORK/target-$name/release" -lpyalloc -Wl,-rpath,"$WORK/target-$name/release"

@@ -91,7 +91,7 @@ pub unsafe extern "C" fn pyalloc_stats_report(buf: *mut c_char, len: usize) -> u
 /// Print the statistics report on stderr.
 #[no_mangle]
 pub extern "C" fn pyalloc_stats_print() {
-    let mut w = stats::StderrWriter::new();
+    let mut w = report::StderrWriter::new();
     let _ = stats::write_report(&mut w);
     w.flush();
 }
@@ -181,7 +181,7 @@ pub unsafe extern "C" fn _PyObject_DebugMallocStats(out: *mut c_void) -> c_int {
         // SAFETY: forwarding the caller's FILE *.
         return unsafe { host::debug_malloc_stats(out) };
     }
-    let mut w = stats::FileWriter::new(out);
+    let mut w = report::FileWriter::new(out);
     let _ = stats::write_report(&mut w);
     w.flush();
     1

@@ -15,12 +15,12 @@
 
 #![allow(non_snake_case)]
 
-use crate::config::MAX_REQUEST;
 use crate::domain::{self, MEM, OBJ, RAW};
-use crate::freelist::{self, pyalloc_freelist};
-use crate::gc::{self, pyalloc_gc_callback, pyalloc_gc_stats};
+use crate::object::freelist::{self, pyalloc_freelist};
+use crate::object::gc::{self, pyalloc_gc_callback, pyalloc_gc_stats};
 use crate::object::{self, PyObject, PyTypeObject, PyVarObject, Py_ssize_t};
-use crate::{arena, heap, host, pagemap, report, stats, tls};
+use crate::platform::config::MAX_REQUEST;
+use crate::{heap, heap::arena, heap::pagemap, heap::thread::tls, host, platform::report, stats};
 use core::ffi::{c_char, c_int, c_void};
 use core::ptr;
 use core::sync::atomic::AtomicPtr;

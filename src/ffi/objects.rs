@@ -129,7 +129,7 @@ pub unsafe extern "C" fn Py_DecRef(op: *mut PyObject) {
                 unsafe {
                     (*op).ob_refcnt -= 1;
                     if (*op).ob_refcnt == 0 {
-                        object::dealloc(op);
+                        gc::dealloc(op);
                     }
                 }
             }
@@ -151,7 +151,7 @@ pub unsafe extern "C" fn pyalloc_dealloc(op: *mut PyObject) {
         |f| f(op),
         {
             // SAFETY: the caller's contract.
-            unsafe { object::dealloc(op) }
+            unsafe { gc::dealloc(op) }
         }
     )
 }

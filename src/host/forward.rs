@@ -82,7 +82,7 @@ pub fn object_fn(slot: &AtomicPtr<c_void>, name: &CStr) -> *mut c_void {
     if f.is_null() {
         f = resolve(name);
         if f.is_null() {
-            crate::report::fatal(format_args!(
+            crate::platform::report::fatal(format_args!(
                 "the CPython host does not export {}, which a C extension called through pyalloc",
                 name.to_str().unwrap_or("?")
             ));

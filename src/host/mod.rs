@@ -15,9 +15,9 @@
 
 use crate::abi::{PyMemAllocatorDomain, PyMemAllocatorEx};
 use crate::domain::{self, MEM, OBJ, RAW};
-use crate::options::env;
-use crate::report::warn;
-use crate::sync::SpinLock;
+use crate::platform::options::env;
+use crate::platform::report::warn;
+use crate::platform::sync::SpinLock;
 use core::ffi::{c_char, c_int, c_void, CStr};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
@@ -317,7 +317,7 @@ fn commit(plan: &install::Plan, set: *mut c_void) {
         DEBUG_HOOKS.store(true, Ordering::Relaxed);
     }
     MODE.store(Mode::Installed as u8, Ordering::Release);
-    crate::report::set_fatal_context(python_context);
+    crate::platform::report::set_fatal_context(python_context);
 }
 
 pub fn install_at_load(verbose: bool, check_explicit: bool, raw_libc: bool) {
@@ -537,7 +537,7 @@ fn python_context() {
         unsafe {
             let ts = core::mem::transmute::<*mut c_void, extern "C" fn() -> *mut c_void>(tstate)();
             if !ts.is_null() {
-                crate::report::write_stderr(
+                crate::platform::report::write_stderr(
                     b"Python traceback of the current thread (most recent call first):\n",
                 );
                 core::mem::transmute::<*mut c_void, extern "C" fn(c_int, *mut c_void)>(dump)(2, ts);
@@ -545,7 +545,9 @@ fn python_context() {
             }
         }
     }
-    crate::report::write_stderr(b"(set PYTHONFAULTHANDLER=1 to see the Python traceback)\n");
+    crate::platform::report::write_stderr(
+        b"(set PYTHONFAULTHANDLER=1 to see the Python traceback)\n",
+    );
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-/* Reproducer: use after free in the collector's finalizer pass (src/gc.rs, "PEP 442:
+/* Reproducer: use after free in the collector's finalizer pass (src/object/gc/, "PEP 442:
  * finalize each unreachable object once"). The loop saves `next = g->next` before calling
  * tp_finalize; if the finalizer drops the last reference to that next object, it is
  * deallocated (PyObject_GC_Del) and the loop then reads the freed block. CPython avoids this

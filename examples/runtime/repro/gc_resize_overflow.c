@@ -1,6 +1,6 @@
 /* Reproducer: PyObject_GC_Resize() of a *tracked* object with a size whose header addition
  * overflows returns NULL (correct) but leaves the object unlinked from its generation with
- * the TRACKED flag still set and NULL list pointers (src/gc.rs `resize`: the early return
+ * the TRACKED flag still set and NULL list pointers (src/object/gc/ `resize`: the early return
  * after `list_remove`). The next PyObject_GC_UnTrack (in tp_dealloc) dereferences NULL.
  */
 #define PYALLOC_NO_PYTHON_H

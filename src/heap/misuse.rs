@@ -1,0 +1,167 @@
+//! Misuse the heap core finds, and what it does about it: a block given to the wrong domain,
+//! an address inside a block, a block that is not allocated, a pointer the page map does not
+//! own. Strict mode (the default) stops the program with a message naming the function, the
+//! pointer, the domains and the size; compat mode (`PYALLOC_CHECK=compat`) counts and goes on
+//! without corrupting anything.
+//!
+//! A pointer the page map does not own may belong to an allocator above the heap core (the one
+//! pyalloc replaced in a CPython host): the domain layer registers [`ForeignHandlers`] that
+//! take such pointers, and only what they leave is handled here.
+
+use crate::heap::ids::{Op, API, NAMES};
+use crate::platform::probe;
+use crate::platform::report::{fatal, warn};
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+
+/// True unless `PYALLOC_CHECK=compat` (or `pyalloc_set_check_mode`) asked for tolerance.
+static COMPAT: AtomicBool = AtomicBool::new(false);
+/// Wrong-domain frees and reallocs tolerated in compat mode, per domain asked.
+pub static MISMATCHES: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+/// Foreign pointers passed to libc in compat mode.
+pub static FOREIGN: AtomicU64 = AtomicU64::new(0);
+
+/// Whether wrong-domain and foreign pointers abort.
+#[inline]
+pub fn strict() -> bool {
+    !COMPAT.load(Ordering::Relaxed)
+}
+
+/// Switch between strict (false) and compat (true) checking.
+pub fn set_compat(on: bool) {
+    COMPAT.store(on, Ordering::Relaxed);
+}
+
+/// `p` was given to domain `asked` but belongs to `owner`: abort (strict) or count (compat).
+pub fn wrong_domain(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize) {
+    if strict() {
+        fatal(format_args!(
+            "{}({:p}): wrong domain: the block ({} bytes) belongs to the {} domain ({}), not the {} domain",
+            API[asked][op as usize],
+            p,
+            size,
+            NAMES[owner],
+            API[owner][Op::Malloc as usize],
+            NAMES[asked],
+        ));
+    }
+    MISMATCHES[asked].fetch_add(1, Ordering::Relaxed);
+}
+
+/// `p` is inside a pool of ours but is not the start of a block.
+pub fn not_a_block(asked: usize, op: Op, p: *mut u8, size: usize) -> ! {
+    fatal(format_args!(
+        "{}({:p}): not the start of a block: the address lies inside a pool of {}-byte blocks",
+        API[asked][op as usize], p, size
+    ))
+}
+
+/// `p` points into pool memory that holds no allocated block (double free, or stale pointer).
+pub fn not_allocated(asked: usize, op: Op, p: *mut u8) -> ! {
+    fatal(format_args!(
+        "{}({:p}): the block is not allocated: its pool is free (double free or stale pointer)",
+        API[asked][op as usize], p
+    ))
+}
+
+/// Foreign pointers that compat mode left alone (neither pyalloc's nor a libc chunk).
+pub static LEAKED: AtomicU64 = AtomicU64::new(0);
+
+/// The layer above's say on pointers the page map does not own.
+pub struct ForeignHandlers {
+    /// Take `p`, freed through domain `asked`; false when it is not theirs to take.
+    pub free: fn(asked: usize, p: *mut u8) -> bool,
+    /// Resize `p`, reallocated through domain `asked` to `n` bytes; `None` when it is not
+    /// theirs to resize.
+    pub realloc: fn(asked: usize, p: *mut u8, n: usize) -> Option<*mut u8>,
+}
+
+static HANDLERS: AtomicPtr<ForeignHandlers> = AtomicPtr::new(ptr::null_mut());
+
+/// Register the handlers consulted first for foreign pointers (once set, they stay).
+pub fn set_foreign_handlers(h: &'static ForeignHandlers) {
+    HANDLERS.store(
+        h as *const ForeignHandlers as *mut ForeignHandlers,
+        Ordering::Release,
+    );
+}
+
+fn handlers() -> Option<&'static ForeignHandlers> {
+    // SAFETY: the slot holds null or a `&'static ForeignHandlers` (set_foreign_handlers).
+    unsafe { HANDLERS.load(Ordering::Acquire).as_ref() }
+}
+
+/// A pointer that no domain of ours owns was freed: the registered handlers take it if it is
+/// theirs (in a host: the allocator pyalloc replaced); else strict mode aborts and compat mode
+/// gives libc `free` only what is shown to be a live libc malloc chunk (else it reports it and
+/// leaks it).
+pub fn foreign_free(asked: usize, p: *mut u8) {
+    if let Some(h) = handlers() {
+        if (h.free)(asked, p) {
+            return;
+        }
+    }
+    if strict() {
+        fatal(format_args!(
+            "{}({:p}): pointer not owned by pyalloc (no domain allocated it; size unknown)",
+            API[asked][Op::Free as usize],
+            p
+        ));
+    }
+    match probe::libc_chunk(p) {
+        Ok(()) => {
+            FOREIGN.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: `p` is the start of a live libc malloc chunk (checked without reading
+            // outside readable memory).
+            unsafe { libc::free(p.cast()) }
+        }
+        Err(why) => {
+            LEAKED.fetch_add(1, Ordering::Relaxed);
+            warn(format_args!(
+                "{}({:p}): pointer not owned by pyalloc (the {} domain was asked; size unknown) and not a libc malloc block: {}; not freed (compat mode leaves it alone)",
+                API[asked][Op::Free as usize],
+                p,
+                NAMES[asked],
+                why
+            ));
+        }
+    }
+}
+
+/// A pointer that no domain of ours owns was reallocated: as [`foreign_free`] (the handlers
+/// first; standalone, compat mode resizes only a live libc chunk, with libc).
+pub fn foreign_realloc(asked: usize, p: *mut u8, n: usize) -> *mut u8 {
+    if let Some(h) = handlers() {
+        if let Some(q) = (h.realloc)(asked, p, n) {
+            return q;
+        }
+    }
+    if strict() {
+        fatal(format_args!(
+            "{}({:p}, {}): pointer not owned by pyalloc (no domain allocated it; size unknown)",
+            API[asked][Op::Realloc as usize],
+            p,
+            n
+        ));
+    }
+    match probe::libc_chunk(p) {
+        Ok(()) => {
+            FOREIGN.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: a live libc malloc chunk (checked); pymalloc hands foreign blocks to the
+            // raw allocator.
+            unsafe { libc::realloc(p.cast(), n.max(1)).cast() }
+        }
+        Err(why) => {
+            LEAKED.fetch_add(1, Ordering::Relaxed);
+            warn(format_args!(
+                "{}({:p}, {}): pointer not owned by pyalloc (the {} domain was asked; size unknown) and not a libc malloc block: {}; returning NULL, the pointer is left alone",
+                API[asked][Op::Realloc as usize],
+                p,
+                n,
+                NAMES[asked],
+                why
+            ));
+            ptr::null_mut()
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Pool descriptors: the metadata of one pool (or one large block), kept out of band.
+//!
+//! A pool is one or more aligned units of an arena holding blocks of one size class and one
+//! domain. Its descriptor lives in the arena header (large blocks get one from `meta`), so the
+//! pool's memory is all blocks and empty pools can be purged without losing their metadata.
+
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+/// A free block: its first word links to the next free block.
+#[repr(C)]
+pub struct Block {
+    pub next: *mut Block,
+}
+
+/// Added to `used` while a pool is its heap's current pool, so frees never see it empty.
+pub const CURRENT_BIAS: u32 = 1;
+
+/// `owner_tag` of a unit no pool uses.
+pub const TAG_FREE: usize = 0x10;
+/// `owner_tag` of an empty pool kept in a heap's cache.
+pub const TAG_CACHED: usize = 0x20;
+/// `owner_tag` base of a large block (or'ed with its domain).
+pub const TAG_LARGE: usize = 0x4;
+/// Heaps are aligned to this, so `heap | domain` never collides with the tags above.
+pub const HEAP_ALIGN: usize = 64;
+
+/// What a descriptor describes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum Kind {
+    /// Unit of an arena not in use (or not the head of a multi-unit pool).
+    Free = 0,
+    /// A pool in use by a heap.
+    Pool = 1,
+    /// An empty pool parked in a heap's cache.
+    Cached = 2,
+    /// A large block, mapped on its own.
+    Large = 3,
+}
+
+/// Where a pool in use stands in its heap.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
+pub enum State {
+    /// Not in any list: free, cached, or large.
+    Detached = 0,
+    /// The heap's current pool for its class (`used` carries [`CURRENT_BIAS`]).
+    Current = 1,
+    /// In the heap's partial list: has free blocks.
+    Partial = 2,
+    /// No free block and no never-used block left: linked nowhere until a free comes back.
+    /// (For pools not current, an empty free list means exactly this.)
+    Full = 3,
+    /// In the heap's sparse list: mostly free, used only when no partial pool is left, so that
+    /// it can drain and go back to its arena.
+    Sparse = 4,
+}
+
+/// What a pool knows of its arena: an address. `arena` casts it to its header.
+pub enum ArenaRef {}
+
+/// One pool's (or large block's) descriptor.
+///
+/// Invariant: `free`, `used`, `bump`, `state`, `next`, `prev` are only touched by the thread
+/// owning the heap named in `owner_tag` (or a thread holding that heap while it is abandoned).
+/// Other threads read `owner_tag` and push onto `thread_free`.
+#[repr(C, align(64))]
+pub struct Pool {
+    /// Local free list (hot: first field).
+    pub free: *mut Block,
+    /// Blocks handed out and not yet freed back here, plus [`CURRENT_BIAS`] while current
+    /// (`heap::FULL_SENTINEL` and below while full). Written by the owner only; atomic so that
+    /// statistics can read it from any thread (relaxed loads and stores are plain moves).
+    used: AtomicU32,
+    /// `domain * NUM_SLOTS + class`: index of this pool's statistics counters.
+    pub stat_index: u16,
+    pub class: u8,
+    pub domain: u8,
+    /// Next never-used block.
+    pub bump: *mut u8,
+    /// End of the last whole block.
+    pub end: *mut u8,
+    /// Blocks allocated from this pool since it was last folded into its heap's counters
+    /// (owner writes, any thread reads): frees are `allocs` minus the live blocks.
+    pub allocs: AtomicU64,
+    /// Block size, or the usable size of a large block.
+    pub size: usize,
+    pub kind: Kind,
+    /// A [`State`], atomic for the same reason as `used`.
+    state: AtomicU8,
+    /// Units this pool spans (1 for small classes).
+    pub units: u8,
+    /// Queue links (partial queue or sparse stack).
+    pub next: *mut Pool,
+    pub prev: *mut Pool,
+    // Second cache line: what other threads touch (the tag they read, the list they push on),
+    // kept away from `free`/`used`, which the owner writes on every operation.
+    /// `heap address | domain` for a pool in use; one of the `TAG_*` values otherwise.
+    pub owner_tag: AtomicUsize,
+    /// Blocks freed by other threads, collected by the owner.
+    pub thread_free: AtomicPtr<Block>,
+    /// Link in the owner heap's stack of pools with remote frees.
+    pub next_remote: AtomicPtr<Pool>,
+    /// The arena holding this pool (null for large blocks), as the opaque [`ArenaRef`]: pools
+    /// sit below arenas, and only `arena` looks inside.
+    pub arena: *mut ArenaRef,
+    /// Length of a large block's mapping.
+    pub map_len: usize,
+    /// First block (the pool's first unit).
+    pub start: *mut u8,
+}
+
+const _: () = assert!(core::mem::size_of::<Pool>() == 128);
+// Remote frees touch only the second cache line (see the field comments).
+const _: () = assert!(
+    core::mem::offset_of!(Pool, owner_tag) >= 64 && core::mem::offset_of!(Pool, thread_free) >= 64
+);
+const _: () = assert!(
+    core::mem::offset_of!(Pool, used) < 64
+        && core::mem::offset_of!(Pool, allocs) < 64
+        && core::mem::offset_of!(Pool, stat_index) < 64
+);
+
+impl Pool {
+    /// A descriptor describing nothing (a fresh value each use: it only initialises).
+    #[allow(clippy::declare_interior_mutable_const)]
+    pub const EMPTY: Pool = Pool {
+        free: ptr::null_mut(),
+        used: AtomicU32::new(0),
+        stat_index: 0,
+        class: 0,
+        domain: 0,
+        owner_tag: AtomicUsize::new(TAG_FREE),
+        bump: ptr::null_mut(),
+        end: ptr::null_mut(),
+        allocs: AtomicU64::new(0),
+        size: 0,
+        kind: Kind::Free,
+        state: AtomicU8::new(State::Detached as u8),
+        units: 1,
+        next: ptr::null_mut(),
+        prev: ptr::null_mut(),
+        thread_free: AtomicPtr::new(ptr::null_mut()),
+        next_remote: AtomicPtr::new(ptr::null_mut()),
+        arena: ptr::null_mut(),
+        map_len: 0,
+        start: ptr::null_mut(),
+    };
+
+    /// `used` (see the field).
+    #[inline(always)]
+    pub fn used(&self) -> u32 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Set `used`; only the owner calls this.
+    #[inline(always)]
+    pub fn set_used(&self, v: u32) {
+        self.used.store(v, Ordering::Relaxed);
+    }
+
+    /// Where the pool stands in its heap.
+    #[inline(always)]
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Relaxed) {
+            1 => State::Current,
+            2 => State::Partial,
+            3 => State::Full,
+            4 => State::Sparse,
+            _ => State::Detached,
+        }
+    }
+
+    /// Set the state; only the owner (or the arena code, for a free unit) calls this.
+    #[inline(always)]
+    pub fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// Count one allocation (owner only: a plain increment).
+    #[inline(always)]
+    pub fn count_alloc(&self) {
+        self.allocs.store(
+            self.allocs.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The tag word, read by any thread.
+    #[inline(always)]
+    pub fn tag(&self) -> usize {
+        self.owner_tag.load(Ordering::Relaxed)
+    }
+
+    /// Whether `p` is the first byte of a block of this pool (or of this large block).
+    pub fn is_block_start(&self, p: usize) -> bool {
+        let start = self.start as usize;
+        match self.kind {
+            Kind::Large => p == start,
+            Kind::Pool => {
+                p >= start
+                    && p < self.end as usize
+                    && crate::heap::size_class::is_multiple(p - start, self.class as usize)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The shared descriptor every heap slot points at before it has a pool: its free list is
+/// empty, so the allocation fast path falls through to the slow path without a null check.
+pub struct EmptyPool(pub Pool);
+// SAFETY: the empty descriptor is never written (the slow path checks for it before writing).
+unsafe impl Sync for EmptyPool {}
+pub static EMPTY_POOL: EmptyPool = EmptyPool(Pool::EMPTY);
+
+/// Pointer to [`EMPTY_POOL`].
+#[inline(always)]
+pub fn empty() -> *mut Pool {
+    &EMPTY_POOL.0 as *const Pool as *mut Pool
+}

@@ -1,0 +1,177 @@
+//! The allocation path: the malloc fast path, the pop from a pool, and the large path with its
+//! retry under memory pressure. Refills are in `refill`.
+
+use super::*;
+
+/// Allocate `size` bytes in domain `D`. Null when out of memory or `size` is too large.
+#[inline(always)]
+pub fn malloc<const D: usize>(size: usize) -> *mut u8 {
+    // SAFETY: the heap comes from tls::get.
+    unsafe { malloc_in::<D>(tls::get(), size) }
+}
+
+/// [`malloc`] with this thread's heap (from `tls::get`) already loaded.
+///
+/// # Safety
+/// `heap` is `tls::get()`.
+#[inline(always)]
+pub unsafe fn malloc_in<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
+    if size <= SMALL_MAX {
+        // SAFETY: as stated.
+        unsafe { malloc_small::<D>(heap, size) }
+    } else {
+        let b = malloc_slow::<D>(heap, size);
+        track::malloc_like(b, size, false);
+        b
+    }
+}
+
+/// [`malloc_in`] for `size <= SMALL_MAX`: pop the current pool's free list, else refill.
+///
+/// # Safety
+/// `heap` is `tls::get()`; `size <= SMALL_MAX`.
+#[inline(always)]
+pub unsafe fn malloc_small<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
+    // SAFETY: as stated.
+    let b = unsafe { try_pop::<D>(heap, size) };
+    if !b.is_null() {
+        return b;
+    }
+    let b = if heap != empty_heap() {
+        // SAFETY: this thread's heap.
+        unsafe { alloc_from_class_entry(heap, D, small_index(size)) }
+    } else {
+        malloc_slow::<D>(heap, size)
+    };
+    track::malloc_like(b, size, false);
+    b
+}
+
+/// The malloc fast path alone: pop a block of `size`'s class from the current pool, or null
+/// (the pool is drained, the class is new, or `size` is 0) without doing anything else.
+///
+/// # Safety
+/// `heap` is `tls::get()`; `size <= SMALL_MAX`.
+#[inline(always)]
+pub unsafe fn try_pop<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
+    debug_assert!(size <= SMALL_MAX);
+    let c = small_index(size);
+    // SAFETY: `heap` is this thread's heap or the shared empty heap (only this thread touches
+    // its pools), every slot points at a valid descriptor (the empty one, and slot 0's, have
+    // no free block), and blocks on a free list are free blocks of that pool.
+    unsafe {
+        let pool = *(*heap).pools.get_unchecked(D).get_unchecked(c);
+        if (*pool).free.is_null() {
+            return ptr::null_mut();
+        }
+        let b = pop(pool);
+        track::malloc_like(b, size, false);
+        b
+    }
+}
+
+/// Out-of-line entry of [`alloc_from_class`] for the malloc fast path (zero-size requests
+/// take the 16-byte class).
+///
+/// # Safety
+/// The calling thread owns `heap`.
+#[inline(never)]
+pub(crate) unsafe fn alloc_from_class_entry(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
+    // SAFETY: as stated.
+    unsafe {
+        debug_assert!(d < NUM_DOMAINS && c < NUM_SLOTS);
+        alloc_from_class(heap, d, c.max(1))
+    }
+}
+
+#[cold]
+#[inline(never)]
+pub(crate) fn malloc_slow<const D: usize>(mut heap: *mut Heap, size: usize) -> *mut u8 {
+    if size > MEDIUM_MAX {
+        // SAFETY: `heap` is tls::get().
+        return unsafe { alloc_large(heap, D, size, false) };
+    }
+    if heap == empty_heap() {
+        heap = attach();
+        if heap.is_null() {
+            return ptr::null_mut();
+        }
+    }
+    let c = if size == 0 { 1 } else { class_of(size) };
+    // SAFETY: `heap` is this thread's heap.
+    unsafe { alloc_from_class(heap, D, c) }
+}
+
+/// A large block (zeroed with `zero`); the thread gets a heap first if it has none. When the
+/// OS refuses, give back what is held and try once more.
+///
+/// # Safety
+/// `heap` is `tls::get()`.
+#[cold]
+pub(crate) unsafe fn alloc_large(
+    mut heap: *mut Heap,
+    d: usize,
+    size: usize,
+    zero: bool,
+) -> *mut u8 {
+    if heap == empty_heap() {
+        heap = attach();
+        if heap.is_null() {
+            return ptr::null_mut();
+        }
+    }
+    let (mut p, mut usable) = large::alloc(d, size, zero);
+    if p.is_null() && size <= MAX_REQUEST {
+        relieve_pressure();
+        (p, usable) = large::alloc(d, size, zero);
+    }
+    if !p.is_null() {
+        // SAFETY: `heap` is now this thread's heap.
+        unsafe { counts::count_large_alloc(heap, d, usable) };
+    }
+    p
+}
+
+/// Pop a block from a pool known to have one, and count it.
+///
+/// # Safety
+/// The calling thread owns `heap`, which owns `pool`; the pool's free list is not empty.
+#[inline(always)]
+pub(crate) unsafe fn pop(pool: *mut Pool) -> *mut u8 {
+    // SAFETY: as stated.
+    unsafe {
+        let b = (*pool).free;
+        track::defined(b, size_of::<Block>());
+        (*pool).free = (*b).next;
+        (*pool).set_used((*pool).used() + 1);
+        (*pool).count_alloc();
+        b.cast()
+    }
+}
+
+/// Allocate a block of class `c` from domain `d` of `heap` when the current pool's free list
+/// is empty: extend the pool with never-used blocks, else retire it as full and take the head
+/// of the partial list (the common case under random churn, kept short), else go slower.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+#[inline(always)]
+pub(crate) unsafe fn alloc_from_class(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
+    // SAFETY: (whole body) the caller owns `heap`, so its pools' local fields are ours.
+    unsafe {
+        let pool = *(*heap).pools.get_unchecked(d).get_unchecked(c);
+        if !(*pool).free.is_null() {
+            return pop(pool);
+        }
+        if (*heap).foreign_any {
+            return foreign_refill(heap, pool, d, c);
+        }
+        if pool != pool::empty() {
+            if (*pool).bump < (*pool).end {
+                return extend_and_pop(pool, c);
+            }
+            retire_full(pool, c);
+        }
+        adopt_or_refill(heap, d, c)
+    }
+}

@@ -1,0 +1,87 @@
+//! The heap core's start: once per process, on the first allocation or when the library loads
+//! (`init`), whichever comes first. It reads the options, sets the purge rule, creates the
+//! thread-exit key (its destructor abandons the thread's heap) and installs the fork handlers.
+//! The layers above start in `init`, after this.
+
+use super::{detach, fork, Heap};
+use crate::heap::{arena, retention};
+use crate::platform::config::POOL_SIZE;
+use crate::platform::options::{self, Options};
+use crate::platform::report;
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+
+const UNINIT: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+static STATE: AtomicU8 = AtomicU8::new(UNINIT);
+/// The pthread key whose destructor abandons a thread's heap (valid once STATE is DONE).
+static KEY: AtomicU32 = AtomicU32::new(0);
+
+/// The options read at start (written once, before STATE becomes DONE).
+struct ReadOnce(UnsafeCell<Option<Options>>);
+// SAFETY: written only by the one thread that moves STATE from UNINIT to RUNNING, before it
+// publishes DONE (release); read only after DONE is seen (acquire).
+unsafe impl Sync for ReadOnce {}
+static OPTIONS: ReadOnce = ReadOnce(UnsafeCell::new(None));
+
+/// Start the heap core once (cheap after the first time).
+#[inline]
+pub fn ensure() {
+    if STATE.load(Ordering::Acquire) != DONE {
+        start_slow();
+    }
+}
+
+/// The options the heap core started with.
+pub fn options() -> Options {
+    ensure();
+    // SAFETY: STATE is DONE, so OPTIONS was written and is never written again.
+    unsafe { (*OPTIONS.0.get()).unwrap_or_else(options::read) }
+}
+
+#[cold]
+fn start_slow() {
+    if STATE
+        .compare_exchange(UNINIT, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        while STATE.load(Ordering::Acquire) != DONE {
+            core::hint::spin_loop();
+        }
+        return;
+    }
+    let o = options::read();
+    // SAFETY: this thread alone won the start (UNINIT -> RUNNING); nobody reads before DONE.
+    unsafe { *OPTIONS.0.get() = Some(o) };
+    arena::PURGE_KEEP_UNITS.store(o.purge_keep / POOL_SIZE, Ordering::Relaxed);
+    retention::PURGE_DELAY_MS.store(o.purge_delay_ms, Ordering::Relaxed);
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: registering plain functions; the key outlives every thread.
+    unsafe {
+        if libc::pthread_key_create(&mut key, Some(thread_exit)) != 0 {
+            report::warn(format_args!(
+                "cannot create a thread-exit key; heaps of exited threads will not be reused"
+            ));
+        }
+    }
+    fork::install();
+    KEY.store(key, Ordering::Relaxed);
+    STATE.store(DONE, Ordering::Release);
+}
+
+/// Arrange for `h` to be abandoned when the calling thread exits.
+pub fn on_thread_exit(h: *mut Heap) {
+    if STATE.load(Ordering::Acquire) == DONE {
+        // SAFETY: the key was created at start; the value is only handed back to thread_exit.
+        unsafe { libc::pthread_setspecific(KEY.load(Ordering::Relaxed), h as *const c_void) };
+    }
+}
+
+extern "C" fn thread_exit(h: *mut c_void) {
+    if !h.is_null() {
+        // SAFETY: glibc passes back the value this thread set: its own heap.
+        unsafe { detach(h.cast()) };
+    }
+}

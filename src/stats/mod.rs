@@ -1,0 +1,74 @@
+//! Statistics: per-domain counts gathered from every heap, arena figures; the text and JSON
+//! reports are in `report`.
+//!
+//! Counting costs one non-atomic increment per malloc, in the pool's descriptor (which the
+//! malloc writes anyway), and nothing per free: a pool's frees are its allocations minus its
+//! live blocks, which it tracks anyway. When a pool empties, its count is folded into its
+//! heap's per-domain, per-class counters. Totals are sums over heaps and pools in use, so they
+//! are exact whenever no other thread is allocating at the same time; a block freed by another
+//! thread counts as live until its owner takes it back (on its next slow path). Large blocks
+//! are counted in the heaps directly. The peak of live bytes is sampled each time heaps have
+//! taken a sixteenth of the arena footprint in pools, when large blocks grow the footprint by
+//! a sixteenth, and whenever statistics are read.
+
+use crate::abi::{pyalloc_stats, PYALLOC_STATS_VERSION};
+use crate::domain;
+use crate::heap::arena;
+use crate::heap::counts::{
+    all_counts, large_live_bytes, live_bytes, sample_peak, OOM_EVENTS, PEAK_LIVE_BYTES,
+    PEAK_MAPPED, POOLS_IN_USE,
+};
+use crate::heap::size_class::BLOCK_SIZES;
+use crate::heap::{self, NUM_DOMAINS};
+use crate::platform::config::*;
+use core::fmt::{self, Write};
+use core::sync::atomic::Ordering;
+
+/// Gather all statistics now.
+pub fn gather() -> pyalloc_stats {
+    let all = all_counts();
+    sample_peak(&all);
+    let mut s = pyalloc_stats {
+        version: PYALLOC_STATS_VERSION,
+        size: core::mem::size_of::<pyalloc_stats>() as u32,
+        ..Default::default()
+    };
+    let all = all_counts();
+    for d in 0..NUM_DOMAINS {
+        let counts = all[d];
+        let ds = &mut s.domains[d];
+        for &(a, f) in counts.iter() {
+            ds.allocations = ds.allocations.wrapping_add(a);
+            ds.frees = ds.frees.wrapping_add(f);
+        }
+        ds.live_blocks = ds.allocations.saturating_sub(ds.frees);
+        ds.live_bytes = live_bytes(d, &counts);
+        ds.peak_live_bytes = PEAK_LIVE_BYTES[d]
+            .load(Ordering::Relaxed)
+            .max(ds.live_bytes);
+        ds.pools_in_use = POOLS_IN_USE[d].load(Ordering::Relaxed) as u64;
+        ds.large_blocks = counts[0].0.saturating_sub(counts[0].1);
+        ds.large_bytes = large_live_bytes(d);
+        ds.mismatched_frees = domain::MISMATCHES[d].load(Ordering::Relaxed);
+    }
+    let (alive, empty) = arena::counts();
+    s.arenas_in_use = alive as u64;
+    s.arenas_empty = empty as u64;
+    s.arenas_allocated_total = arena::ARENAS_MADE.load(Ordering::Relaxed) as u64;
+    s.arenas_freed_total = arena::ARENAS_FREED.load(Ordering::Relaxed) as u64;
+    s.bytes_mapped = arena::BYTES_MAPPED.load(Ordering::Relaxed) as u64;
+    s.bytes_mapped_peak = (PEAK_MAPPED.load(Ordering::Relaxed) as u64).max(s.bytes_mapped);
+    s.bytes_purged_total = arena::BYTES_PURGED.load(Ordering::Relaxed) as u64;
+    s.bytes_dirty = arena::DIRTY_BYTES.load(Ordering::Relaxed) as u64;
+    let (heaps, idle, _) = heap::heap_counts();
+    s.heaps = heaps as u64;
+    s.heaps_abandoned = idle as u64;
+    s.foreign_frees = domain::FOREIGN.load(Ordering::Relaxed);
+    s.large_cached_bytes = crate::heap::large_cache::CACHED_BYTES.load(Ordering::Relaxed) as u64;
+    s.large_cache_hits = crate::heap::large_cache::HITS.load(Ordering::Relaxed);
+    s.oom_events = OOM_EVENTS.load(Ordering::Relaxed);
+    s
+}
+
+mod report;
+pub use report::{print, write_json, write_report};

@@ -24,6 +24,9 @@
 //! the documented layout around `p` is unchanged), and the report prints both. Blocks that
 //! were allocated before the hooks went in are recognised (the page map says `p` itself is the
 //! start of a pyalloc block) and freed without checks.
+//!
+//! Uses: the domain layer (the hooks wrap its tables), the heap core (ownership queries), the
+//! platform, `abi`.
 
 use crate::abi::PyMemAllocatorEx;
 use crate::domain::{self, Op, API};

@@ -1,6 +1,10 @@
 //! The three allocator domains: their dispatch tables (`PyMem_GetAllocator` /
 //! `PyMem_SetAllocator`), the functions pyalloc installs in them, and what happens when a
 //! block reaches the wrong domain or a pointer is not ours.
+//!
+//! The misuse verdicts themselves are the heap core's (`heap::misuse`, re-exported here);
+//! `foreign` records the allocators pyalloc replaced in a host and registers itself with the
+//! core for pointers the page map does not own. Uses: the heap core, the platform, `abi`.
 
 use crate::abi::PyMemAllocatorEx;
 use crate::heap;

@@ -12,6 +12,8 @@
 //! CPython's do, so an allocator installed with `PyMem_SetAllocator` (tracemalloc, debug
 //! hooks, a counting hook) sees every call. When the table still holds pyalloc's own
 //! function, the call is served inline without the indirect call.
+//!
+//! Uses: every layer below it.
 
 #![allow(non_snake_case)]
 

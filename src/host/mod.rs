@@ -12,6 +12,8 @@
 //! With a host, pyalloc's exported `PyMem_*`/`PyObject_*` forward to the host's functions,
 //! which dispatch through the host's tables: hooks the host installs later (tracemalloc,
 //! `PyMem_SetupDebugHooks`) see every allocation whichever symbol an extension calls.
+//!
+//! Uses: the domain layer (tables, previous allocators), the platform, `abi`.
 
 use crate::abi::{PyMemAllocatorDomain, PyMemAllocatorEx};
 use crate::domain::{self, MEM, OBJ, RAW};

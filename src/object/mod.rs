@@ -8,6 +8,8 @@
 //!
 //! Objects live in the object domain. In a CPython host these functions forward to the host's
 //! own, so that pyalloc's object model never mixes with CPython's (see `host/`).
+//!
+//! Uses: the heap core (the object domain's allocations), the domain ids, the platform.
 
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals)]
 

@@ -10,6 +10,10 @@
 //! are counted in the heaps directly. The peak of live bytes is sampled each time heaps have
 //! taken a sixteenth of the arena footprint in pools, when large blocks grow the footprint by
 //! a sixteenth, and whenever statistics are read.
+//!
+//! The counters and peaks are the heap core's (`heap::counts`); this layer reads them, with
+//! the arenas', the large cache's, the domains' and the host's figures. Uses: every layer below
+//! it (not `ffi` or `init`).
 
 use crate::abi::{pyalloc_stats, PYALLOC_STATS_VERSION};
 use crate::domain;

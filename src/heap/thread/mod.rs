@@ -1,8 +1,9 @@
 //! Per-thread heaps: the allocation and free paths. This module holds the heap itself and
-//! what every path shares; the paths are split by concern: `alloc` (malloc, refills, fresh
-//! pools, the large path), `dealloc` (free and its checks), `remote` (frees across threads),
-//! `lists` (a pool's transitions and the heap's pool lists), `resize` (realloc, calloc,
-//! ownership queries) and `lifecycle` (attach, abandon, trim, collect).
+//! what every path shares; the paths are split by concern: `alloc` (malloc, the large path),
+//! `refill` (partial pools, foreign-block descriptors, fresh pools), `dealloc` (free and its
+//! checks), `remote` (frees across threads), `lists` (a pool's transitions and the heap's pool
+//! lists), `resize` (realloc, calloc, ownership queries), `purge` (trim, collect, memory
+//! pressure) and `lifecycle` (attach, abandon, adopt).
 //!
 //! Each thread that allocates gets a [`Heap`]: for every domain and size class a *current*
 //! pool it allocates from and a list of partial pools. The fast paths touch only the current
@@ -18,6 +19,10 @@
 //! live blocks stay valid and can still be freed from anywhere), and the next new thread
 //! adopts it. Heaps are never unmapped, so a pool's owner pointer is always valid. In a
 //! `fork()` child, the heaps of the threads that did not survive are orphaned (`fork.rs`).
+//!
+//! Also here, since they walk or own heaps: `counts` (the core's accounting), `purge` (giving
+//! memory back), `refill`, `tls` (the thread's heap pointer), `start` (the core's start) and
+//! `fork`. Uses: the rest of the heap core and the platform.
 
 use crate::heap::ids::Op;
 use crate::heap::meta::MetaPool;

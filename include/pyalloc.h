@@ -108,6 +108,27 @@ typedef struct _typeobject {
 #define PYALLOC_GC_STOP 1
 
 /*
+ A block freed or resized through another domain than the one that allocated it.
+ */
+#define PYALLOC_MISUSE_WRONG_DOMAIN 1
+
+/*
+ An address inside one of pyalloc's pools that is not the start of a block.
+ */
+#define PYALLOC_MISUSE_NOT_A_BLOCK 2
+
+/*
+ A block that is not allocated (double free, or a stale pointer).
+ */
+#define PYALLOC_MISUSE_NOT_ALLOCATED 3
+
+/*
+ A pointer no domain of pyalloc's allocated (standalone; in a CPython host such pointers go
+ back to the allocator pyalloc replaced).
+ */
+#define PYALLOC_MISUSE_FOREIGN 4
+
+/*
  Returned by `pyalloc_domain_of` for a pointer pyalloc does not own.
  */
 #define PYALLOC_DOMAIN_NONE -1
@@ -278,6 +299,46 @@ typedef struct {
      */
     uint64_t oom_events;
 } pyalloc_stats;
+
+/*
+ A misuse pyalloc found, as passed to the handler of `pyalloc_set_misuse_handler`.
+ */
+typedef struct {
+    /*
+     One of `PYALLOC_MISUSE_*`.
+     */
+    int kind;
+    /*
+     The domain asked (0 raw, 1 mem, 2 object).
+     */
+    int domain;
+    /*
+     The domain that allocated the block, or -1 when none of pyalloc's did.
+     */
+    int owner;
+    /*
+     The pointer passed.
+     */
+    void *ptr;
+    /*
+     The block's usable size in bytes (0 when unknown).
+     */
+    size_t size;
+    /*
+     The function called, e.g. "PyMem_Free" (static, NUL-terminated).
+     */
+    const char *function;
+    /*
+     The whole message, as strict mode prints it (NUL-terminated; valid during the call).
+     */
+    const char *message;
+} pyalloc_misuse;
+
+/*
+ `void handler(const pyalloc_misuse *m, void *arg)`: called for each misuse, on the thread
+ that made it, outside pyalloc's locks; it may allocate.
+ */
+typedef void (*pyalloc_misuse_handler)(const pyalloc_misuse*, void*);
 
 /*
  Statistics of one generation (`gc.get_stats()`).
@@ -562,6 +623,16 @@ void pyalloc_collect(int purge);
  mode, or -1 (and changes nothing) for an unknown mode.
  */
 int pyalloc_set_check_mode(int mode);
+
+/*
+ Hear of every misuse pyalloc finds (wrong domain, not a block, not allocated, foreign
+ pointer) through `handler(event, arg)` instead of stopping the program: strict mode then
+ goes on as compat mode does (the block is freed by the domain that owns it, an invalid
+ pointer is left alone and its realloc returns NULL), and nothing is corrupted. The handler
+ runs on the thread that made the mistake, outside pyalloc's locks, and may allocate; a
+ misuse inside it is handled as if no handler were set. NULL removes the handler. Returns 0.
+ */
+int pyalloc_set_misuse_handler(pyalloc_misuse_handler handler, void *arg);
 
 /*
  The library version, e.g. "0.1.0".

@@ -152,3 +152,37 @@ pub struct pyalloc_freelist {
     /// The kept blocks, linked through their first word.
     pub head: *mut *mut u8,
 }
+
+// Kinds of misuse reported to a misuse handler (`pyalloc_misuse::kind`).
+/// A block freed or resized through another domain than the one that allocated it.
+pub const PYALLOC_MISUSE_WRONG_DOMAIN: c_int = 1;
+/// An address inside one of pyalloc's pools that is not the start of a block.
+pub const PYALLOC_MISUSE_NOT_A_BLOCK: c_int = 2;
+/// A block that is not allocated (double free, or a stale pointer).
+pub const PYALLOC_MISUSE_NOT_ALLOCATED: c_int = 3;
+/// A pointer no domain of pyalloc's allocated (standalone; in a CPython host such pointers go
+/// back to the allocator pyalloc replaced).
+pub const PYALLOC_MISUSE_FOREIGN: c_int = 4;
+
+/// A misuse pyalloc found, as passed to the handler of `pyalloc_set_misuse_handler`.
+#[repr(C)]
+pub struct pyalloc_misuse {
+    /// One of `PYALLOC_MISUSE_*`.
+    pub kind: c_int,
+    /// The domain asked (0 raw, 1 mem, 2 object).
+    pub domain: c_int,
+    /// The domain that allocated the block, or -1 when none of pyalloc's did.
+    pub owner: c_int,
+    /// The pointer passed.
+    pub ptr: *mut c_void,
+    /// The block's usable size in bytes (0 when unknown).
+    pub size: usize,
+    /// The function called, e.g. "PyMem_Free" (static, NUL-terminated).
+    pub function: *const c_char,
+    /// The whole message, as strict mode prints it (NUL-terminated; valid during the call).
+    pub message: *const c_char,
+}
+
+/// `void handler(const pyalloc_misuse *m, void *arg)`: called for each misuse, on the thread
+/// that made it, outside pyalloc's locks; it may allocate.
+pub type pyalloc_misuse_handler = Option<unsafe extern "C" fn(*const pyalloc_misuse, *mut c_void)>;

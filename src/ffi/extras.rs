@@ -121,6 +121,21 @@ pub extern "C" fn pyalloc_set_check_mode(mode: c_int) -> c_int {
     previous
 }
 
+/// Hear of every misuse pyalloc finds (wrong domain, not a block, not allocated, foreign
+/// pointer) through `handler(event, arg)` instead of stopping the program: strict mode then
+/// goes on as compat mode does (the block is freed by the domain that owns it, an invalid
+/// pointer is left alone and its realloc returns NULL), and nothing is corrupted. The handler
+/// runs on the thread that made the mistake, outside pyalloc's locks, and may allocate; a
+/// misuse inside it is handled as if no handler were set. NULL removes the handler. Returns 0.
+#[no_mangle]
+pub extern "C" fn pyalloc_set_misuse_handler(
+    handler: pyalloc_misuse_handler,
+    arg: *mut c_void,
+) -> c_int {
+    crate::heap::misuse::set_handler(handler, arg);
+    0
+}
+
 /// The library version, e.g. "0.1.0".
 #[no_mangle]
 pub extern "C" fn pyalloc_version() -> *const c_char {

@@ -28,7 +28,7 @@ use core::ptr;
 use core::sync::atomic::AtomicPtr;
 use core::sync::atomic::Ordering;
 
-use crate::abi::pyalloc_stats;
+use crate::abi::{pyalloc_misuse_handler, pyalloc_stats};
 #[cfg(not(pyalloc_hide_cpython_api))]
 use crate::abi::{PyMemAllocatorDomain, PyMemAllocatorEx, PyObjectArenaAllocator};
 

@@ -8,9 +8,16 @@
 //! pyalloc replaced in a CPython host): the domain layer registers [`ForeignHandlers`] that
 //! take such pointers, and only what they leave is handled here.
 
-use crate::heap::ids::{Op, API, NAMES};
+use crate::abi::{
+    pyalloc_misuse, pyalloc_misuse_handler, PYALLOC_MISUSE_FOREIGN, PYALLOC_MISUSE_NOT_ALLOCATED,
+    PYALLOC_MISUSE_NOT_A_BLOCK, PYALLOC_MISUSE_WRONG_DOMAIN,
+};
+use crate::heap::ids::{Op, API, API_C, NAMES};
 use crate::platform::probe;
-use crate::platform::report::{fatal, warn};
+use crate::platform::report::{fatal, warn, BufWriter};
+use core::cell::Cell;
+use core::ffi::{c_int, c_void};
+use core::fmt::{self, Write};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
@@ -33,35 +40,143 @@ pub fn set_compat(on: bool) {
 }
 
 /// `p` was given to domain `asked` but belongs to `owner`: abort (strict) or count (compat).
+/// With a misuse handler, the handler hears of it and the program goes on as in compat mode.
 pub fn wrong_domain(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize) {
-    if strict() {
-        fatal(format_args!(
-            "{}({:p}): wrong domain: the block ({} bytes) belongs to the {} domain ({}), not the {} domain",
-            API[asked][op as usize],
-            p,
-            size,
-            NAMES[owner],
-            API[owner][Op::Malloc as usize],
-            NAMES[asked],
-        ));
+    let args = format_args!(
+        "{}({:p}): wrong domain: the block ({} bytes) belongs to the {} domain ({}), not the {} domain",
+        API[asked][op as usize],
+        p,
+        size,
+        NAMES[owner],
+        API[owner][Op::Malloc as usize],
+        NAMES[asked],
+    );
+    let event = Event::new(
+        PYALLOC_MISUSE_WRONG_DOMAIN,
+        asked,
+        op,
+        p,
+        owner as c_int,
+        size,
+    );
+    if !notify(&event, args) && strict() {
+        fatal(args);
     }
     MISMATCHES[asked].fetch_add(1, Ordering::Relaxed);
 }
 
-/// `p` is inside a pool of ours but is not the start of a block.
-pub fn not_a_block(asked: usize, op: Op, p: *mut u8, size: usize) -> ! {
-    fatal(format_args!(
+/// `p` is inside a pool of ours but is not the start of a block: abort, or with a misuse
+/// handler, report it and return (the caller leaves `p` alone).
+pub fn not_a_block(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize) {
+    let args = format_args!(
         "{}({:p}): not the start of a block: the address lies inside a pool of {}-byte blocks",
         API[asked][op as usize], p, size
-    ))
+    );
+    let event = Event::new(
+        PYALLOC_MISUSE_NOT_A_BLOCK,
+        asked,
+        op,
+        p,
+        owner as c_int,
+        size,
+    );
+    if !notify(&event, args) {
+        fatal(args);
+    }
 }
 
-/// `p` points into pool memory that holds no allocated block (double free, or stale pointer).
-pub fn not_allocated(asked: usize, op: Op, p: *mut u8) -> ! {
-    fatal(format_args!(
+/// `p` points into pool memory that holds no allocated block (double free, or stale pointer):
+/// abort, or with a misuse handler, report it and return (the caller leaves `p` alone).
+pub fn not_allocated(asked: usize, op: Op, p: *mut u8) {
+    let args = format_args!(
         "{}({:p}): the block is not allocated: its pool is free (double free or stale pointer)",
         API[asked][op as usize], p
-    ))
+    );
+    let event = Event::new(PYALLOC_MISUSE_NOT_ALLOCATED, asked, op, p, -1, 0);
+    if !notify(&event, args) {
+        fatal(args);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The misuse handler (`pyalloc_set_misuse_handler`): a test harness hears of each misuse and
+// the program goes on.
+
+static HANDLER: AtomicPtr<()> = AtomicPtr::new(ptr::null_mut());
+static HANDLER_ARG: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
+/// Misuses reported to a handler, in total.
+pub static REPORTED: AtomicU64 = AtomicU64::new(0);
+
+std::thread_local! {
+    /// Set while this thread runs the handler: a misuse inside it is not reported again.
+    static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Install (or with `None`, remove) the misuse handler.
+pub fn set_handler(h: pyalloc_misuse_handler, arg: *mut c_void) {
+    HANDLER_ARG.store(arg, Ordering::Release);
+    HANDLER.store(
+        h.map_or(ptr::null_mut(), |f| f as *mut ()),
+        Ordering::Release,
+    );
+}
+
+/// What a misuse report carries, before its message is written.
+struct Event {
+    kind: c_int,
+    domain: usize,
+    op: Op,
+    ptr: *mut u8,
+    owner: c_int,
+    size: usize,
+}
+
+impl Event {
+    fn new(kind: c_int, domain: usize, op: Op, ptr: *mut u8, owner: c_int, size: usize) -> Self {
+        Event {
+            kind,
+            domain,
+            op,
+            ptr,
+            owner,
+            size,
+        }
+    }
+}
+
+/// Tell the handler, if one is installed (and this thread is not already in it): true when it
+/// was told, and the caller goes on without stopping the program.
+#[cold]
+fn notify(e: &Event, args: fmt::Arguments<'_>) -> bool {
+    let h = HANDLER.load(Ordering::Acquire);
+    if h.is_null() || IN_HANDLER.try_with(|c| c.replace(true)).unwrap_or(true) {
+        return false;
+    }
+    let mut buf = [0u8; 512];
+    let mut w = BufWriter::new(&mut buf);
+    let _ = w.write_fmt(args);
+    w.terminate();
+    let m = pyalloc_misuse {
+        kind: e.kind,
+        domain: e.domain as c_int,
+        owner: e.owner,
+        ptr: e.ptr.cast(),
+        size: e.size,
+        function: API_C[e.domain][e.op as usize].as_ptr(),
+        message: buf.as_ptr().cast(),
+    };
+    REPORTED.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: only `set_handler` stores here, always a `pyalloc_misuse_handler` function; the
+    // event and its message live for the call.
+    unsafe {
+        let f = core::mem::transmute::<
+            *mut (),
+            unsafe extern "C" fn(*const pyalloc_misuse, *mut c_void),
+        >(h);
+        f(&m, HANDLER_ARG.load(Ordering::Acquire));
+    }
+    let _ = IN_HANDLER.try_with(|c| c.set(false));
+    true
 }
 
 /// Foreign pointers that compat mode left alone (neither pyalloc's nor a libc chunk).
@@ -102,11 +217,17 @@ pub fn foreign_free(asked: usize, p: *mut u8) {
         }
     }
     if strict() {
-        fatal(format_args!(
+        let args = format_args!(
             "{}({:p}): pointer not owned by pyalloc (no domain allocated it; size unknown)",
             API[asked][Op::Free as usize],
             p
-        ));
+        );
+        let event = Event::new(PYALLOC_MISUSE_FOREIGN, asked, Op::Free, p, -1, 0);
+        if notify(&event, args) {
+            LEAKED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        fatal(args);
     }
     match probe::libc_chunk(p) {
         Ok(()) => {
@@ -137,12 +258,18 @@ pub fn foreign_realloc(asked: usize, p: *mut u8, n: usize) -> *mut u8 {
         }
     }
     if strict() {
-        fatal(format_args!(
+        let args = format_args!(
             "{}({:p}, {}): pointer not owned by pyalloc (no domain allocated it; size unknown)",
             API[asked][Op::Realloc as usize],
             p,
             n
-        ));
+        );
+        let event = Event::new(PYALLOC_MISUSE_FOREIGN, asked, Op::Realloc, p, -1, 0);
+        if notify(&event, args) {
+            LEAKED.fetch_add(1, Ordering::Relaxed);
+            return ptr::null_mut();
+        }
+        fatal(args);
     }
     match probe::libc_chunk(p) {
         Ok(()) => {

@@ -108,10 +108,10 @@ pub unsafe fn free_slow<const D: usize>(heap: *mut Heap, p: *mut u8) {
     unsafe {
         let tag = (*pool).owner_tag.load(Ordering::Acquire);
         if tag == TAG_FREE || tag == TAG_CACHED {
-            misuse::not_allocated(D, Op::Free, p);
+            return misuse::not_allocated(D, Op::Free, p);
         }
         if !(*pool).is_block_start(p as usize) {
-            misuse::not_a_block(D, Op::Free, p, (*pool).size);
+            return misuse::not_a_block(D, Op::Free, p, tag & 3, (*pool).size);
         }
         let owner_domain = tag & 3;
         if owner_domain != D {

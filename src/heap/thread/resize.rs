@@ -23,10 +23,12 @@ pub unsafe fn realloc<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
         let tag = (*pool).owner_tag.load(Ordering::Acquire);
         if tag == TAG_FREE || tag == TAG_CACHED {
             misuse::not_allocated(D, Op::Realloc, p);
+            return ptr::null_mut();
         }
         let old = (*pool).size;
         if !(*pool).is_block_start(p as usize) {
-            misuse::not_a_block(D, Op::Realloc, p, old);
+            misuse::not_a_block(D, Op::Realloc, p, tag & 3, old);
+            return ptr::null_mut();
         }
         let owner_domain = tag & 3;
         if owner_domain != D {

@@ -8,7 +8,7 @@ BUILD   := build
 PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 
-.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test python-test python-test-all python-test-current cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-python-current bench-objects runtime-demo install clean
+.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test wheel package-test python-test python-test-all python-test-current cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-python-current bench-objects runtime-demo install clean
 
 all: lib
 
@@ -120,7 +120,22 @@ valgrind-test:
 test: deps
 	@$(MAKE) --no-print-directory test-all
 
-test-all: rust-test lint header-check header-compile c-test valgrind-test install-test python-test python-test-current cpython-test-quick bench-smoke
+test-all: rust-test lint header-check header-compile c-test valgrind-test install-test python-test python-test-current package-test cpython-test-quick bench-smoke
+
+# The Python package (pyproject.toml, python/pyalloc/): one cp38-abi3 wheel built by pip through
+# setuptools-rust (its own cargo target folder), then installed into fresh venvs of 3.11, 3.13
+# and (once `make cpython-get` installed it) 3.15, where python/test_package.py checks the API,
+# the `pyalloc` command, the runtime install and the pytest plugin (a buggy extension, and
+# msgpack's own suite from the registry).
+WHEEL_DIR := $(BUILD)/wheel
+PKG_PYS ?= $(foreach v,3.11 3.13,$(shell pyenv prefix $$(pyenv versions --bare 2>/dev/null | grep -E '^$(v)\.[0-9]+$$' | tail -n 1) 2>/dev/null | sed 's|$$|/bin/python3|')) $(PY315)
+wheel:
+	@rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)
+	CARGO_TARGET_DIR=$(CURDIR)/$(BUILD)/wheel-target python3 -m pip wheel --no-deps --disable-pip-version-check -q -w $(WHEEL_DIR) .
+	@ls $(WHEEL_DIR)/*.whl
+
+package-test: wheel
+	python3 python/test_package.py --wheel $$(ls $(WHEEL_DIR)/pyalloc-*.whl) $(foreach p,$(PKG_PYS),--python $(p))
 
 bench-smoke bench-icount bench-large bench-bigbuf: lib
 	$(MAKE) -C bench $@

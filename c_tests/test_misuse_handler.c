@@ -29,9 +29,11 @@ static void handler(const pyalloc_misuse *m, void *arg) {
 }
 
 static void abort_without_handler(void *arg) {
-    (void)arg;
     void *p = PyObject_Malloc(48);
-    PyMem_Free(p);
+    if (arg)
+        free(p);
+    else
+        PyMem_Free(p);
 }
 
 int main(void) {
@@ -94,6 +96,31 @@ int main(void) {
           "calls %d kind %d owner %d", s.calls, s.last.kind, s.last.owner);
     CHECK(strcmp(s.function, "PyObject_Free") == 0, "function %s", s.function);
 
+    /* libc's free() of a pyalloc block: reported, and the block goes back to its owner. */
+    pyalloc_stats_get(&before);
+    void *pm = PyMem_Malloc(40);
+    free(pm);
+    pyalloc_stats_get(&after);
+    CHECK(s.calls == 5 && s.last.kind == PYALLOC_MISUSE_LIBC && s.last.domain == -1 && s.last.owner == 1 &&
+              s.last.ptr == pm && s.last.size == 48,
+          "calls %d kind %d domain %d owner %d size %zu", s.calls, s.last.kind, s.last.domain, s.last.owner, s.last.size);
+    CHECK(strcmp(s.function, "free") == 0 && strstr(s.message, "not to libc malloc"), "function %s message %s", s.function,
+          s.message);
+    CHECK(after.domains[1].live_blocks == before.domains[1].live_blocks, "freed by its owner");
+    /* realloc() moves it into a libc block, which free() takes. */
+    unsigned char *po = PyObject_Malloc(32);
+    memset(po, 5, 32);
+    unsigned char *r = realloc(po, 4000);
+    CHECK(s.calls == 6 && s.last.kind == PYALLOC_MISUSE_LIBC && s.last.owner == 2, "calls %d kind %d", s.calls, s.last.kind);
+    CHECK(r != NULL && pyalloc_domain_of(r) == PYALLOC_DOMAIN_NONE && r[0] == 5 && r[31] == 5, "moved to libc");
+    free(r);
+    CHECK(s.calls == 6, "a libc block's free is no misuse");
+    /* Ordinary libc blocks pass through untouched. */
+    char *c = malloc(100);
+    c = realloc(c, 200000);
+    free(c);
+    CHECK(s.calls == 6, "libc blocks pass");
+
     pyalloc_stats st;
     pyalloc_stats_get(&st);
     CHECK(st.domains[1].mismatched_frees >= 1, "mismatch counted: %llu", (unsigned long long)st.domains[1].mismatched_frees);
@@ -104,5 +131,10 @@ int main(void) {
     int status = run_in_child(abort_without_handler, NULL, NULL, out, sizeof out);
     CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "child status %d", status);
     CHECK(strstr(out, "wrong domain") != NULL, "child printed: %s", out);
+    status = run_in_child(abort_without_handler, "libc", NULL, out, sizeof out);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT, "child status %d", status);
+    CHECK(strstr(out, "free(") && strstr(out, "wrong allocator") && strstr(out, "mem domain") == NULL &&
+              strstr(out, "object domain"),
+          "child printed: %s", out);
     TEST_MAIN_END();
 }

@@ -129,6 +129,11 @@ typedef struct _typeobject {
 #define PYALLOC_MISUSE_FOREIGN 4
 
 /*
+ A block of pyalloc's passed to libc's `free` or `realloc` (`domain` is -1: libc's).
+ */
+#define PYALLOC_MISUSE_LIBC 5
+
+/*
  Returned by `pyalloc_domain_of` for a pointer pyalloc does not own.
  */
 #define PYALLOC_DOMAIN_NONE -1

@@ -186,3 +186,5 @@ pub struct pyalloc_misuse {
 /// `void handler(const pyalloc_misuse *m, void *arg)`: called for each misuse, on the thread
 /// that made it, outside pyalloc's locks; it may allocate.
 pub type pyalloc_misuse_handler = Option<unsafe extern "C" fn(*const pyalloc_misuse, *mut c_void)>;
+/// A block of pyalloc's passed to libc's `free` or `realloc` (`domain` is -1: libc's).
+pub const PYALLOC_MISUSE_LIBC: c_int = 5;

@@ -24,6 +24,7 @@ pub fn ensure() {
     if STARTED.swap(true, Ordering::AcqRel) {
         return;
     }
+    domain::interpose::resolve_now();
     let o = start::options();
     domain::set_compat(o.compat);
     if o.raw_libc {

@@ -20,6 +20,7 @@ pub use crate::heap::misuse::{
 pub use foreign::{previous, set_previous};
 
 mod foreign;
+pub mod interpose;
 
 pub type MallocFn = unsafe extern "C" fn(ctx: *mut c_void, size: usize) -> *mut c_void;
 pub type CallocFn =

@@ -9,8 +9,8 @@
 //! take such pointers, and only what they leave is handled here.
 
 use crate::abi::{
-    pyalloc_misuse, pyalloc_misuse_handler, PYALLOC_MISUSE_FOREIGN, PYALLOC_MISUSE_NOT_ALLOCATED,
-    PYALLOC_MISUSE_NOT_A_BLOCK, PYALLOC_MISUSE_WRONG_DOMAIN,
+    pyalloc_misuse, pyalloc_misuse_handler, PYALLOC_MISUSE_FOREIGN, PYALLOC_MISUSE_LIBC,
+    PYALLOC_MISUSE_NOT_ALLOCATED, PYALLOC_MISUSE_NOT_A_BLOCK, PYALLOC_MISUSE_WRONG_DOMAIN,
 };
 use crate::heap::ids::{Op, API, API_C, NAMES};
 use crate::platform::probe;
@@ -98,6 +98,37 @@ pub fn not_allocated(asked: usize, op: Op, p: *mut u8) {
     }
 }
 
+/// Blocks of ours passed to libc's `free` or `realloc`, per owner domain.
+pub static LIBC_MIXES: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// `p`, a block of domain `owner` (`size` bytes), was passed to libc's `free` (`realloc`
+/// false) or `realloc`: abort (strict) or count (compat); with a misuse handler, report it. On
+/// return the caller gives the block back to its owner (and for realloc, moves it to libc).
+pub fn libc_mix(realloc: bool, p: *mut u8, owner: usize, size: usize) {
+    let function: &'static core::ffi::CStr = if realloc { c"realloc" } else { c"free" };
+    let args = format_args!(
+        "{}({:p}): wrong allocator: the block ({} bytes) belongs to pyalloc's {} domain ({}), not to libc malloc",
+        if realloc { "realloc" } else { "free" },
+        p,
+        size,
+        NAMES[owner],
+        API[owner][Op::Malloc as usize],
+    );
+    let event = Event {
+        kind: PYALLOC_MISUSE_LIBC,
+        domain: usize::MAX,
+        op: if realloc { Op::Realloc } else { Op::Free },
+        ptr: p,
+        owner: owner as c_int,
+        size,
+        function: Some(function),
+    };
+    if !notify(&event, args) && strict() {
+        fatal(args);
+    }
+    LIBC_MIXES[owner].fetch_add(1, Ordering::Relaxed);
+}
+
 // ---------------------------------------------------------------------------------------------
 // The misuse handler (`pyalloc_set_misuse_handler`): a test harness hears of each misuse and
 // the program goes on.
@@ -124,11 +155,14 @@ pub fn set_handler(h: pyalloc_misuse_handler, arg: *mut c_void) {
 /// What a misuse report carries, before its message is written.
 struct Event {
     kind: c_int,
+    /// The domain asked (`usize::MAX`: libc).
     domain: usize,
     op: Op,
     ptr: *mut u8,
     owner: c_int,
     size: usize,
+    /// The function called, when not the domain's own.
+    function: Option<&'static core::ffi::CStr>,
 }
 
 impl Event {
@@ -140,6 +174,7 @@ impl Event {
             ptr,
             owner,
             size,
+            function: None,
         }
     }
 }
@@ -158,11 +193,14 @@ fn notify(e: &Event, args: fmt::Arguments<'_>) -> bool {
     w.terminate();
     let m = pyalloc_misuse {
         kind: e.kind,
-        domain: e.domain as c_int,
+        domain: if e.domain < 3 { e.domain as c_int } else { -1 },
         owner: e.owner,
         ptr: e.ptr.cast(),
         size: e.size,
-        function: API_C[e.domain][e.op as usize].as_ptr(),
+        function: e
+            .function
+            .unwrap_or_else(|| API_C[e.domain][e.op as usize])
+            .as_ptr(),
         message: buf.as_ptr().cast(),
     };
     REPORTED.fetch_add(1, Ordering::Relaxed);

@@ -7,8 +7,14 @@ LIBDIR  := target/release
 BUILD   := build
 PY_INC  := $(shell python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])' 2>/dev/null)
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+# The shared library's SONAME (set by build.rs) and the file make install gives it.
+SONAME  := libpyalloc.so.$(firstword $(subst ., ,$(VERSION)))
+REALNAME := libpyalloc.so.$(VERSION)
+OBJCOPY ?= objcopy
+READELF ?= readelf
+LDCONFIG ?= $(shell PATH="$$PATH:/sbin:/usr/sbin" command -v ldconfig 2>/dev/null)
 
-.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test wheel package-test python-test python-test-all python-test-current cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-python-current bench-objects runtime-demo install clean
+.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test uninstall wheel package-test python-test python-test-all python-test-current cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-python-current bench-objects runtime-demo install clean
 
 all: lib
 
@@ -19,8 +25,22 @@ deps:
 deps-demo:
 	@bash .ci/deps.sh demo
 
+# cargo builds both libraries; then the static archive is rewritten for static links: its copies
+# of the shared library's libc interposers (setlocale in src/host/mod.rs, found by the dynamic
+# loader in a CPython host; free and realloc in src/domain/interpose.rs) are renamed
+# pyalloc_*_interposer, as they would clash with libc.a's (the archive's own calls to free and
+# realloc then reach glibc through __libc_free and __libc_realloc), and the LLVM bitcode rustc
+# embeds goes (binutils' nm and ld would hand it to an LLVM plugin). Rewritten in place (the file is cargo's, hard-linked from target/release/deps/): a cargo
+# build that compiles again brings the original back until the next make lib, which install uses.
 lib:
 	$(CARGO) build --release
+	@a=$(LIBDIR)/libpyalloc.a; \
+	command -v $(READELF) >/dev/null && command -v $(OBJCOPY) >/dev/null || { echo "lib: $(READELF) and $(OBJCOPY) (binutils) are needed to finish $$a" >&2; exit 1; }; \
+	if $(READELF) -SW $$a | grep -q '\.llvmbc' || $(READELF) -Ws $$a | awk '$$7 != "UND" && ($$8 == "setlocale" || $$8 == "free" || $$8 == "realloc") { f = 1 } END { exit !f }'; then \
+	  $(OBJCOPY) --redefine-sym setlocale=pyalloc_host_setlocale_interposer --redefine-sym free=pyalloc_libc_free_interposer \
+	    --redefine-sym realloc=pyalloc_libc_realloc_interposer --remove-section=.llvmbc --remove-section=.llvmcmd $$a $$a.tmp && \
+	  cp $$a.tmp $$a && rm -f $$a.tmp && echo "lib: $$a: libc interposers renamed, bitcode removed (static links)"; \
+	fi
 
 # Copy the freshly generated header into include/ (commit the result).
 header: lib
@@ -159,20 +179,44 @@ bench-python-current: lib cpython-get
 bench-objects: lib
 	NO_CARGO=1 ./bench/objects/run.sh
 
+# After install or uninstall: into a directory the loader searches (no DESTDIR, as root, ldconfig
+# found) run ldconfig, else after install say in one line what to do.
+define after_install
+libdir='$(PREFIX)/lib'; known=; \
+if [ -n "$(LDCONFIG)" ]; then \
+  for d in $$($(LDCONFIG) -N -X -v 2>/dev/null | sed -n 's|^\(/[^:]*\):.*|\1|p'); do [ "$$d" -ef "$$libdir" ] && known=1; done; \
+fi; \
+if [ -z "$(DESTDIR)" ] && [ -n "$$known" ] && [ "$$(id -u)" = 0 ]; then $(LDCONFIG); \
+elif [ "$1" != install ]; then :; \
+elif [ -n "$(DESTDIR)" ]; then echo "pyalloc: staged under $(DESTDIR); once in $$libdir, run ldconfig (or add $$libdir to LD_LIBRARY_PATH)"; \
+elif [ -n "$$known" ]; then echo "pyalloc: run 'sudo ldconfig' so that programs find $(SONAME) in $$libdir"; \
+else echo "pyalloc: $$libdir is not searched by the loader: add it to LD_LIBRARY_PATH (or to /etc/ld.so.conf.d/ and run ldconfig), or link with -Wl,-rpath,$$libdir"; fi
+endef
+
+# PREFIX (/usr/local) and DESTDIR as usual: the header, libpyalloc.so.$(VERSION) with its links
+# libpyalloc.so.0 (the SONAME) and libpyalloc.so, libpyalloc.a and pyalloc.pc.
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 644 include/pyalloc.h $(DESTDIR)$(PREFIX)/include/pyalloc.h
-	install -m 755 $(LIBDIR)/libpyalloc.so $(DESTDIR)$(PREFIX)/lib/libpyalloc.so
+	install -m 755 $(LIBDIR)/libpyalloc.so $(DESTDIR)$(PREFIX)/lib/$(REALNAME)
+	ln -sfn $(REALNAME) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sfn $(SONAME) $(DESTDIR)$(PREFIX)/lib/libpyalloc.so
 	install -m 644 $(LIBDIR)/libpyalloc.a $(DESTDIR)$(PREFIX)/lib/libpyalloc.a
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' pyalloc.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/pyalloc.pc
+	@$(call after_install,install)
 
-# make install into a scratch prefix; a program found through pkg-config links shared and static.
+# Removes what install put there (the same PREFIX, DESTDIR and version); folders stay.
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/include/pyalloc.h $(DESTDIR)$(PREFIX)/lib/$(REALNAME) \
+	  $(DESTDIR)$(PREFIX)/lib/$(SONAME) $(DESTDIR)$(PREFIX)/lib/libpyalloc.so \
+	  $(DESTDIR)$(PREFIX)/lib/libpyalloc.a $(DESTDIR)$(PREFIX)/lib/pkgconfig/pyalloc.pc
+	@$(call after_install,uninstall)
+
+# make install and uninstall into scratch prefixes (one through DESTDIR): the links and the
+# SONAME, programs linked through pkg-config (shared) and fully static (cc -static with libc.a)
+# run an allocation round trip, uninstall leaves no file (c_tests/install/run.sh).
 install-test: lib
-	@rm -rf $(BUILD)/prefix && $(MAKE) --no-print-directory install PREFIX=$(CURDIR)/$(BUILD)/prefix >/dev/null
-	@printf '#include <pyalloc.h>\nint main(void){void*p=PyObject_Malloc(8);int d=pyalloc_domain_of(p);PyObject_Free(p);return d==PYALLOC_DOMAIN_OBJ?0:1;}\n' > $(BUILD)/install_use.c
-	$(CC) $(BUILD)/install_use.c $$(PKG_CONFIG_PATH=$(BUILD)/prefix/lib/pkgconfig pkg-config --cflags --libs pyalloc) -Wl,-rpath,$(CURDIR)/$(BUILD)/prefix/lib -o $(BUILD)/install_shared && ./$(BUILD)/install_shared
-	$(CC) $(BUILD)/install_use.c -I$(BUILD)/prefix/include $(BUILD)/prefix/lib/libpyalloc.a -lpthread -ldl -lm -o $(BUILD)/install_static && ./$(BUILD)/install_static
-	@echo "install-test: header, shared and static library and pyalloc.pc installed and usable"
+	@CC="$(CC)" MAKE="$(MAKE)" SONAME=$(SONAME) REALNAME=$(REALNAME) ./c_tests/install/run.sh
 
 clean:
 	$(CARGO) clean

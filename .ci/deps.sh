@@ -7,11 +7,17 @@ want=${1:-test}
 pkgs=()
 command -v cc >/dev/null || pkgs+=(gcc libc6-dev)
 command -v make >/dev/null || pkgs+=(make)
+# make lib rewrites the static archive (objcopy, readelf).
+{ command -v objcopy && command -v readelf; } >/dev/null || pkgs+=(binutils)
 if [ "$want" = test ]; then
     command -v c++ >/dev/null || pkgs+=(g++)
     command -v pkg-config >/dev/null || pkgs+=(pkg-config)
     command -v valgrind >/dev/null || pkgs+=(valgrind)
     command -v python3 >/dev/null || pkgs+=(python3)
+    # make install-test links a program with cc -static: glibc's libc.a.
+    if command -v cc >/dev/null; then
+        case $(cc -print-file-name=libc.a) in /*) ;; *) pkgs+=(libc6-dev) ;; esac
+    fi
     # bindgen (tests/abi.rs) loads libclang at test time.
     found=""
     for g in "${LIBCLANG_PATH:-/nonexistent}"/libclang*.so* /usr/lib/llvm-*/lib/libclang.so* \

@@ -17,6 +17,14 @@ use core::ffi::c_void;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
+extern "C" {
+    /// glibc's own `free` and `realloc` under names every glibc exports (shared and static):
+    /// what a call needs while the next definition is being looked up, or where there is none
+    /// (a static program, whose archive copy of this module is renamed by `make lib`).
+    fn __libc_free(p: *mut c_void);
+    fn __libc_realloc(p: *mut c_void, n: usize) -> *mut c_void;
+}
+
 type FreeFn = unsafe extern "C" fn(*mut c_void);
 type ReallocFn = unsafe extern "C" fn(*mut c_void, usize) -> *mut c_void;
 
@@ -25,7 +33,8 @@ static REAL_REALLOC: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
 static RESOLVING: AtomicBool = AtomicBool::new(false);
 
 /// The next definition of `name` after this library (libc's, unless another allocator comes
-/// first), looked up once. Null while a lookup is under way on another call (dlsym may free).
+/// first), looked up once. Null while a lookup is under way on another call (dlsym may free)
+/// and where dlsym finds none (a static program).
 #[cold]
 fn resolve(slot: &AtomicPtr<c_void>, name: &core::ffi::CStr) -> *mut c_void {
     if RESOLVING.swap(true, Ordering::Acquire) {
@@ -63,7 +72,8 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     if f.is_null() {
         f = resolve(&REAL_FREE, c"free");
         if f.is_null() {
-            return; // freed by dlsym while we look libc's free up: a few bytes kept
+            // SAFETY: `p` is not ours: glibc's block (while the lookup runs, or statically).
+            return unsafe { __libc_free(p) };
         }
     }
     // SAFETY: the next `free` has this signature; `p` is not ours, so it is its block.
@@ -84,7 +94,8 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, n: usize) -> *mut c_void {
     if f.is_null() {
         f = resolve(&REAL_REALLOC, c"realloc");
         if f.is_null() {
-            return ptr::null_mut();
+            // SAFETY: as in `free`.
+            return unsafe { __libc_realloc(p, n) };
         }
     }
     // SAFETY: the next `realloc` has this signature; `p` is null or its block.

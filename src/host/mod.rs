@@ -106,7 +106,9 @@ fn reinstall_under_debug_hooks() {
 static VERBOSE: AtomicBool = AtomicBool::new(false);
 
 /// Interposes libc's `setlocale` to notice the end of CPython's allocator set-up (see
-/// [`reinstall_under_debug_hooks`]); otherwise it only forwards.
+/// [`reinstall_under_debug_hooks`]); otherwise it only forwards. The shared library only: `make
+/// lib` renames it `pyalloc_host_setlocale_interposer` in `libpyalloc.a`, where it would clash
+/// with libc.a's in a static link.
 ///
 /// # Safety
 /// As libc's `setlocale`.

@@ -6,8 +6,9 @@
  * are in use; freeing half and then all brings them back; a moving realloc counts one
  * allocation and one free, a large realloc moves live_bytes by the page-rounded difference,
  * free(NULL) counts nothing. The text report (pyalloc_stats_report, pyalloc_stats_print)
- * holds each domain's section with its counts, returns its full length like snprintf, and is
- * NUL-terminated when truncated. */
+ * opens with a summary (the pid; per domain live bytes in human units, live blocks and the
+ * peak, agreeing with pyalloc_stats_get), holds each domain's section with its counts, returns
+ * its full length like snprintf, and is NUL-terminated when truncated. */
 #include "check.h"
 #include "testutil.h"
 #include <stddef.h>
@@ -43,6 +44,39 @@ static long long report_value(const char *report, const char *name, const char *
         }
     }
     return -1;
+}
+
+/* Bytes from the summary's human units ("512 B", "1.5 KiB", "3.0 MiB"); -1 if unreadable. */
+static double human_bytes(const char *num, const char *unit) {
+    double v = strtod(num, NULL);
+    static const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    for (int i = 0; i < 5; i++, v *= 1024)
+        if (strcmp(unit, units[i]) == 0) return v;
+    return -1;
+}
+
+/* The summary line of domain `name`: "  <name> live <n> <unit> in <blocks> blocks, peak <n> <unit>".
+ * Returns 1 and the figures if the line is there. */
+static int summary_of(const char *report, const char *name, double *live, unsigned long long *blocks,
+                      double *peak) {
+    const char *end = strstr(report, "\n\n"); /* the summary ends at the first empty line */
+    char key[32];
+    snprintf(key, sizeof key, "\n  %s ", name);
+    const char *l = strstr(report, key);
+    if (!l || !end || l > end) return 0;
+    char ln[16], lu[8], pn[16], pu[8];
+    char fmt[64];
+    snprintf(fmt, sizeof fmt, "\n  %s live %%15s %%7s in %%llu blocks, peak %%15s %%7s", name);
+    if (sscanf(l, fmt, ln, lu, blocks, pn, pu) != 5) return 0;
+    *live = human_bytes(ln, lu);
+    *peak = human_bytes(pn, pu);
+    return *live >= 0 && *peak >= 0;
+}
+
+/* |shown - exact| within the rounding of one decimal in the unit shown (at most 5%). */
+static int close_to(double shown, unsigned long long exact) {
+    double d = shown - (double)exact;
+    return (d < 0 ? -d : d) <= (double)exact * 0.05 + 0.5;
 }
 
 int main(void) {
@@ -181,6 +215,23 @@ int main(void) {
     CHECK(len == strlen(buf), "returned %zu, strlen %zu", len, strlen(buf));
     CHECK(strstr(buf, "object domain") && strstr(buf, "mem domain") && strstr(buf, "raw domain"),
           "domain sections missing");
+    {
+        char first[96];
+        snprintf(first, sizeof first, "pyalloc %s statistics, pid %d\n", pyalloc_version(), (int)getpid());
+        CHECK(strncmp(buf, first, strlen(first)) == 0, "the report opens with \"%.60s\"", buf);
+        for (int d = 0; d < 3; d++) {
+            double live = -1, peak = -1;
+            unsigned long long blocks = 0;
+            const char *nm = APIS[d].name;
+            CHECK(summary_of(buf, nm, &live, &blocks, &peak), "%s: no summary line", nm);
+            CHECK(blocks == sr.domains[d].live_blocks, "%s: summary says %llu live blocks, stats %llu", nm, blocks,
+                  U(sr.domains[d].live_blocks));
+            CHECK(close_to(live, sr.domains[d].live_bytes), "%s: summary says %.0f live bytes, stats %llu", nm, live,
+                  U(sr.domains[d].live_bytes));
+            CHECK(close_to(peak, sr.domains[d].peak_live_bytes), "%s: summary says a peak of %.0f bytes, stats %llu",
+                  nm, peak, U(sr.domains[d].peak_live_bytes));
+        }
+    }
     for (int d = 0; d < 3; d++) {
         long long got = report_value(buf, APIS[d].name, "allocations");
         CHECK(got == (long long)sr.domains[d].allocations, "%s: report says %lld allocations, stats %llu",

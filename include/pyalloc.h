@@ -281,7 +281,8 @@ typedef struct {
      */
     uint64_t bytes_purged_total;
     /*
-     Bytes of empty pools still resident, waiting to be reused or purged.
+     Bytes of empty pools still resident, waiting to be reused or purged: up to
+     `PYALLOC_PURGE_KEEP` for good, more for the purge delay (`docs/DESIGN.md`, "Statistics").
      */
     uint64_t bytes_dirty;
     /*

@@ -3,6 +3,7 @@
     >>> import pyalloc_stats
     >>> s = pyalloc_stats.stats()          # dict, from the JSON the library writes
     >>> s["domains"]["object"]["live_blocks"]
+    >>> [(c["size"], c["live_blocks"]) for c in s["domains"]["object"]["classes"]]
     >>> pyalloc_stats.mode()               # 'standalone', 'installed', 'aside' or 'passive'
 
 Works when libpyalloc is preloaded (LD_PRELOAD) or loadable: the library is found in the
@@ -63,7 +64,10 @@ def _text(fn):
 
 
 def stats():
-    """All statistics as a dict (per domain, per size class, arenas, OS figures)."""
+    """All statistics as a dict: per domain (live blocks and bytes, peak, allocations, frees,
+    pools) and, under each domain's "classes", per size class (block size, live blocks and
+    bytes, allocations, frees); arenas and OS figures. Bytes in bytes; every field is listed
+    in docs/DESIGN.md, "Statistics". The same JSON as PYALLOC_STATS=json:PATH writes at exit."""
     return json.loads(_text(library().pyalloc_stats_json))
 
 

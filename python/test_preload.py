@@ -149,6 +149,68 @@ print(top.size, top.count, top.traceback[0].lineno)
     check(r.stdout == "hello\n", f"stdout unchanged ({r.stdout!r})")
     check("Small block threshold" in r.stderr and "# object domain" in r.stderr and "bytes purged to OS" in r.stderr,
           "report on stderr at exit", r.stderr[-1000:])
+    check(f"pyalloc " in r.stderr and " statistics, pid " in r.stderr and "\n  object live " in r.stderr,
+          "the report opens with its summary", r.stderr[:1000])
+
+    # 6b. PYALLOC_STATS=json:PATH: the JSON report into PATH at exit, %p the pid of each process
+    # (a child interpreter writes its own file); text:PATH the text report; a path that cannot
+    # be written costs one warning line, not the program.
+    out = tempfile.mkdtemp(prefix="pyalloc-stats-")
+    code = """
+import os, subprocess, sys
+keep = [str(i) * 5 for i in range(20000)]
+child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+print(os.getpid(), child.stdout.strip())
+"""
+    r = run(py, code, lib=lib, env_extra={"PYALLOC_STATS": f"json:{out}/stats-%p.json"})
+    try:
+        pid, child = map(int, r.stdout.split())
+    except ValueError:
+        pid = child = -1
+    names = sorted(os.listdir(out))
+    check(r.returncode == 0 and r.stderr == "" and names == sorted([f"stats-{pid}.json", f"stats-{child}.json"]),
+          f"json:PATH with %p: one file per process ({names}, pids {pid} {child})", r.stderr[-1000:])
+    docs = {}
+    for pp in (pid, child):
+        try:
+            with open(os.path.join(out, f"stats-{pp}.json")) as f:
+                docs[pp] = json.load(f)
+        except (OSError, ValueError) as e:
+            check(False, f"stats-{pp}.json is JSON", repr(e))
+    d = docs.get(pid)
+    if d:
+        obj = d["domains"]["object"]
+        classes = {c["size"]: c for c in obj["classes"]}
+        check(d["pid"] == pid and docs[child]["pid"] == child, "each file names its process")
+        check(set(d["domains"]) == {"raw", "mem", "object"} and
+              all(k in obj for k in ("live_blocks", "live_bytes", "peak_live_bytes", "allocations", "frees",
+                                     "pools_in_use", "large_blocks", "large_bytes")),
+              "the JSON has each domain's figures", json.dumps(obj)[:500])
+        # 20000 strings of 5 to 25 characters: objects of 64 bytes or less, all freed at exit,
+        # and the peak saw them live.
+        small = sum(c["allocations"] for s, c in classes.items() if 48 <= s <= 64)
+        check(small >= 20000 and obj["peak_live_bytes"] >= 20000 * 48 and
+              all(c["allocations"] - c["frees"] == c["live_blocks"] and c["live_bytes"] == c["live_blocks"] * s
+                  for s, c in classes.items()),
+              f"the JSON has each class's figures ({small} small-string allocations, peak {obj['peak_live_bytes']})",
+              json.dumps(obj["classes"])[:800])
+        check(d["bytes_returned_total"] == d["bytes_purged_total"] + d["bytes_unmapped_total"]
+              and d["bytes_dirty"] == d["bytes_dirty_kept"] + d["bytes_dirty_delayed"]
+              and d["purge_keep"] == 4 << 20, "the JSON's memory figures", json.dumps(d)[-600:])
+    r = run(py, "print('hello')", lib=lib, env_extra={"PYALLOC_STATS": f"text:{out}/report-%p.txt"})
+    texts = [n for n in os.listdir(out) if n.startswith("report-")]
+    body = open(os.path.join(out, texts[0])).read() if len(texts) == 1 else ""
+    check(r.stdout == "hello\n" and r.stderr == "" and body.startswith("pyalloc ") and
+          f"statistics, pid {texts[0][7:-4] if texts else '?'}\n" in body.splitlines(True)[0]
+          and "# object domain" in body, f"text:PATH writes the text report ({texts})", body[:500] + r.stderr)
+    r = run(py, "print('hello')", lib=lib, env_extra={"PYALLOC_STATS": f"json:{out}/missing/folder/s.json"})
+    lines = r.stderr.splitlines()
+    check(r.returncode == 0 and r.stdout == "hello\n" and len(lines) == 1 and
+          lines[0].startswith(f"pyalloc: PYALLOC_STATS: cannot write the report to {out}/missing/folder/s.json: "),
+          "an unwritable path: one warning line", r.stderr[-1000:])
+    for n in os.listdir(out):
+        os.remove(os.path.join(out, n))
+    os.rmdir(out)
 
     # 7. sys._debugmallocstats() shows pyalloc's report (where the host's binding lets it: a
     # shared libpython; a statically linked interpreter binds its own).

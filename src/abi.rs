@@ -102,7 +102,8 @@ pub struct pyalloc_stats {
     pub bytes_mapped_peak: u64,
     /// Bytes of empty pools given back to the OS (madvise) while their arena stayed, in total.
     pub bytes_purged_total: u64,
-    /// Bytes of empty pools still resident, waiting to be reused or purged.
+    /// Bytes of empty pools still resident, waiting to be reused or purged: up to
+    /// `PYALLOC_PURGE_KEEP` for good, more for the purge delay (`docs/DESIGN.md`, "Statistics").
     pub bytes_dirty: u64,
     /// Heaps made (one per thread that ever allocated, reused after thread exit) and idle ones.
     pub heaps: u64,

@@ -3,7 +3,8 @@
 //! the raw domain's allocator, the report at exit, the CPython host, the debug hooks.
 
 use crate::heap::start;
-use crate::platform::{options, report};
+use crate::platform::options::{self, StatsAtExit};
+use crate::platform::report;
 use crate::{debug, domain, host, stats};
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -30,9 +31,9 @@ pub fn ensure() {
     if o.raw_libc {
         domain::set(domain::RAW, &domain::own_allocator(domain::RAW, true));
     }
-    if o.stats_at_exit {
+    if o.stats_at_exit != StatsAtExit::Off {
         // SAFETY: registering a plain function.
-        unsafe { libc::atexit(print_stats_at_exit) };
+        unsafe { libc::atexit(report_at_exit) };
     }
     host::install_at_load(o.verbose, o.check_explicit, o.raw_libc);
     if !host::present() && options::read_debug().at_load {
@@ -48,11 +49,22 @@ pub fn ensure() {
     }
 }
 
-/// PYALLOC_STATS=1: the report at exit, from processes pyalloc served (a preloaded library
-/// also lands in helper processes such as shells, which stay quiet).
-extern "C" fn print_stats_at_exit() {
+/// PYALLOC_STATS: the report at exit (on stderr, or the text or JSON one into a file), from
+/// processes pyalloc served (a preloaded library also lands in helper processes such as shells,
+/// which stay quiet and leave the file alone).
+extern "C" fn report_at_exit() {
     let s = stats::gather();
-    if host::mode() == host::Mode::Installed || s.domains.iter().any(|d| d.allocations > 0) {
-        stats::print();
+    if host::mode() != host::Mode::Installed && s.domains.iter().all(|d| d.allocations == 0) {
+        return;
+    }
+    match start::options().stats_at_exit {
+        StatsAtExit::Off => {}
+        StatsAtExit::Stderr => stats::print(),
+        StatsAtExit::Text(path) => {
+            stats::write_file(path.as_bytes(), false);
+        }
+        StatsAtExit::Json(path) => {
+            stats::write_file(path.as_bytes(), true);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The allocator never allocates through Rust's global allocator on its own paths: a counting
 //! global allocator sees no call from this thread while pyalloc initialises, maps arenas and
-//! large blocks, moves blocks, gathers statistics and writes its report.
+//! large blocks, moves blocks, gathers statistics and writes its reports (into a buffer, and
+//! into files as `PYALLOC_STATS=text:PATH`/`json:PATH` do at exit).
 
 use pyalloc::abi::pyalloc_stats;
 use pyalloc::ffi::*;
@@ -47,6 +48,9 @@ static GLOBAL: Counting = Counting;
 fn pyalloc_paths_never_use_the_global_allocator() {
     let mut stats = pyalloc_stats::default();
     let mut report = [0u8; 8192];
+    let dir = std::env::temp_dir();
+    let text_path = format!("{}/pyalloc-nga-%p.txt", dir.display());
+    let json_path = format!("{}/pyalloc-nga-%p.json", dir.display());
     ARMED.with(|a| a.set(true));
     let mut blocks = [std::ptr::null_mut(); 4096];
     for (i, b) in blocks.iter_mut().enumerate() {
@@ -72,6 +76,8 @@ fn pyalloc_paths_never_use_the_global_allocator() {
         pyalloc_stats_get(&mut stats);
         pyalloc_stats_report(report.as_mut_ptr().cast(), report.len())
     };
+    let wrote_text = pyalloc::stats::write_file(text_path.as_bytes(), false);
+    let wrote_json = pyalloc::stats::write_file(json_path.as_bytes(), true);
     for (i, b) in blocks.iter().enumerate() {
         // SAFETY: each block belongs to the matching domain.
         unsafe {
@@ -90,6 +96,12 @@ fn pyalloc_paths_never_use_the_global_allocator() {
         "pyalloc called the Rust global allocator"
     );
     assert!(len > 100);
+    assert!(wrote_text && wrote_json);
+    for (p, start) in [(text_path, "pyalloc "), (json_path, "{\"version\"")] {
+        let p = p.replace("%p", &std::process::id().to_string());
+        assert!(std::fs::read_to_string(&p).unwrap().starts_with(start));
+        std::fs::remove_file(p).unwrap();
+    }
     assert!(stats.domains[2].allocations >= 1365);
     assert!(blocks.iter().all(|b| !b.is_null()));
 }

@@ -85,7 +85,14 @@ pub unsafe extern "C" fn default_arena_alloc(_ctx: *mut c_void, size: usize) -> 
 pub unsafe extern "C" fn default_arena_free(_ctx: *mut c_void, ptr: *mut c_void, size: usize) {
     // SAFETY: the caller passes back a whole mapping made by default_arena_alloc.
     unsafe { os::unmap(ptr.cast(), size) };
-    BYTES_MAPPED.fetch_sub(size, Ordering::Relaxed);
+    note_unmapped(size);
+}
+
+/// `len` bytes the default arena allocator or the large path had mapped went back to the OS
+/// (unmapped, or replaced by moved pages). Slow paths only: each follows a system call.
+pub fn note_unmapped(len: usize) {
+    BYTES_MAPPED.fetch_sub(len, Ordering::Relaxed);
+    BYTES_UNMAPPED.fetch_add(len, Ordering::Relaxed);
 }
 
 /// The installed arena allocator (`PyObject_SetArenaAllocator`).
@@ -169,6 +176,9 @@ static PURGE_DUE: AtomicU64 = AtomicU64::new(u64::MAX);
 pub static BYTES_MAPPED: AtomicUsize = AtomicUsize::new(0);
 /// Bytes purged (given back to the OS while their arena stays), in total.
 pub static BYTES_PURGED: AtomicUsize = AtomicUsize::new(0);
+/// Bytes of [`BYTES_MAPPED`] unmapped since the start (arenas of the default allocator, large
+/// mappings), in total ([`note_unmapped`]).
+pub static BYTES_UNMAPPED: AtomicUsize = AtomicUsize::new(0);
 /// Arenas made and freed, in total; arenas alive now.
 pub static ARENAS_MADE: AtomicUsize = AtomicUsize::new(0);
 pub static ARENAS_FREED: AtomicUsize = AtomicUsize::new(0);

@@ -8,7 +8,7 @@
 //! any address of a large block, exactly as for pooled ones, and no other mapping shares a
 //! unit with it. Growth uses `mremap`, which moves pages without copying.
 
-use crate::heap::arena::BYTES_MAPPED;
+use crate::heap::arena::{note_unmapped, BYTES_MAPPED};
 use crate::heap::meta::DESCRIPTORS;
 use crate::heap::pool::{Kind, Pool, State, TAG_CACHED, TAG_LARGE};
 use crate::heap::{large_cache, pagemap};
@@ -145,7 +145,7 @@ unsafe fn release(p: *mut u8, len: usize) {
     register(p as usize, len, ptr::null_mut());
     // SAFETY: as stated.
     unsafe { os::unmap(p, len) };
-    BYTES_MAPPED.fetch_sub(len, Ordering::Relaxed);
+    note_unmapped(len);
 }
 
 /// Free a large block: its mapping is kept for reuse while that pays, unmapped otherwise (the
@@ -265,7 +265,8 @@ unsafe fn grow_onto_kept(desc: *mut Pool, len: usize) -> bool {
         // [q, q+klen) is the block's now, one descriptor for it.
         register(q as usize, klen, desc);
         DESCRIPTORS.lock().free(kept.cast());
-        BYTES_MAPPED.fetch_sub(old, Ordering::Relaxed);
+        // The kept mapping's head pages, replaced by the block's, went back to the OS.
+        note_unmapped(old);
         // The pages moved whole: the block keeps its colour.
         (*desc).start = q.add(offset);
         (*desc).map_len = klen;

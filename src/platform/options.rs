@@ -7,7 +7,7 @@
 //! | `PYALLOC_PURGE_KEEP` | bytes of empty pool memory kept resident before purging (`K`/`M`/`G` suffixes; `0` purges at once) | 4M |
 //! | `PYALLOC_PURGE_DELAY` | milliseconds free memory stays resident beyond `PYALLOC_PURGE_KEEP` (and empty arenas beyond one stay mapped) before it is given back, once the program has mapped memory again soon after giving it back (so that one that frees and rebuilds in cycles does not fault its memory in every cycle); `0` gives it back at once | 100 |
 //! | `PYALLOC_VERBOSE` | on/off | off |
-//! | `PYALLOC_STATS` | on/off: print the statistics report on stderr at exit | off |
+//! | `PYALLOC_STATS` | on/off: print the statistics report on stderr at exit; `text:PATH` or `json:PATH`: write the text or JSON report to the file `PATH` at exit (`%p` in it: the pid) | off |
 //! | `PYALLOC_DEBUG` | on/off: install the debug hooks at load (standalone) | off |
 //! | `PYALLOC_DEBUG_BACKTRACE` | on/off: record where debug-hooked blocks are allocated and freed | off |
 //! | `PYALLOC_DEBUG_QUARANTINE` | bytes of freed blocks the debug hooks hold back before reuse | 1M |
@@ -60,14 +60,72 @@ pub fn parse_size(v: &[u8]) -> Option<usize> {
     n.checked_mul(1usize << shift)
 }
 
+/// Longest `PATH` of `PYALLOC_STATS=json:PATH` or `text:PATH` (bytes, before `%p` is expanded).
+pub const STATS_PATH_MAX: usize = 1024;
+
+/// `PYALLOC_STATS`: which report is written at exit, and where.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StatsAtExit {
+    Off,
+    /// `1` (any word but off): the text report on stderr.
+    Stderr,
+    /// `text:PATH`: the text report to a file.
+    Text(StatsPath),
+    /// `json:PATH`: the JSON report (`pyalloc_stats_json`) to a file.
+    Json(StatsPath),
+}
+
+/// A path copied out of the environment (which may change before exit); `%p` is expanded
+/// when the file is written, by the process that writes it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StatsPath {
+    len: usize,
+    bytes: [u8; STATS_PATH_MAX],
+}
+
+impl StatsPath {
+    /// The path as given (not empty, without NUL).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// Parse `PYALLOC_STATS`. A `text:` or `json:` path that is empty or longer than
+/// [`STATS_PATH_MAX`] is reported and the text report goes to stderr instead.
+pub fn parse_stats(v: &[u8]) -> StatsAtExit {
+    let (json, path) = match (v.strip_prefix(b"json:"), v.strip_prefix(b"text:")) {
+        (Some(p), _) => (true, p),
+        (_, Some(p)) => (false, p),
+        _ if parse_bool(v).unwrap_or(true) => return StatsAtExit::Stderr,
+        _ => return StatsAtExit::Off,
+    };
+    if path.is_empty() || path.len() > STATS_PATH_MAX || path.contains(&0) {
+        warn(format_args!(
+            "PYALLOC_STATS={}: the path is empty or longer than {STATS_PATH_MAX} bytes; the report goes to stderr",
+            core::str::from_utf8(v).unwrap_or("?")
+        ));
+        return StatsAtExit::Stderr;
+    }
+    let mut p = StatsPath {
+        len: path.len(),
+        bytes: [0; STATS_PATH_MAX],
+    };
+    p.bytes[..path.len()].copy_from_slice(path);
+    if json {
+        StatsAtExit::Json(p)
+    } else {
+        StatsAtExit::Text(p)
+    }
+}
+
 /// The parsed options.
 #[derive(Clone, Copy)]
 pub struct Options {
     pub compat: bool,
     /// PYALLOC_CHECK was given (a CPython host otherwise defaults to compat).
     pub check_explicit: bool,
-    /// PYALLOC_STATS: print the report at exit.
-    pub stats_at_exit: bool,
+    /// PYALLOC_STATS: the report at exit, and where.
+    pub stats_at_exit: StatsAtExit,
     pub raw_libc: bool,
     pub purge_keep: usize,
     pub purge_delay_ms: u64,
@@ -110,7 +168,7 @@ pub fn read() -> Options {
     let mut o = Options {
         compat: false,
         check_explicit: false,
-        stats_at_exit: false,
+        stats_at_exit: StatsAtExit::Off,
         raw_libc: false,
         purge_keep: crate::platform::config::DEFAULT_PURGE_KEEP,
         purge_delay_ms: crate::platform::config::DEFAULT_PURGE_DELAY_MS,
@@ -120,7 +178,7 @@ pub fn read() -> Options {
         o.verbose = parse_bool(v).unwrap_or(true);
     }
     if let Some(v) = env(c"PYALLOC_STATS") {
-        o.stats_at_exit = parse_bool(v).unwrap_or(true);
+        o.stats_at_exit = parse_stats(v);
     }
     match env(c"PYALLOC_CHECK") {
         None => {}
@@ -181,5 +239,28 @@ mod tests {
         assert_eq!(parse_bool(b"on"), Some(true));
         assert_eq!(parse_bool(b"0"), Some(false));
         assert_eq!(parse_bool(b"maybe"), None);
+    }
+
+    #[test]
+    fn stats_destinations_parse() {
+        assert_eq!(parse_stats(b"1"), StatsAtExit::Stderr);
+        assert_eq!(parse_stats(b"on"), StatsAtExit::Stderr);
+        assert_eq!(parse_stats(b"0"), StatsAtExit::Off);
+        match parse_stats(b"json:/tmp/s-%p.json") {
+            StatsAtExit::Json(p) => assert_eq!(p.as_bytes(), b"/tmp/s-%p.json"),
+            other => panic!("{other:?}"),
+        }
+        match parse_stats(b"text:rel/out.txt") {
+            StatsAtExit::Text(p) => assert_eq!(p.as_bytes(), b"rel/out.txt"),
+            other => panic!("{other:?}"),
+        }
+        // No path, or one too long: reported, the text report goes to stderr.
+        assert_eq!(parse_stats(b"json:"), StatsAtExit::Stderr);
+        let mut long = [b'a'; STATS_PATH_MAX + 5];
+        long[..5].copy_from_slice(b"text:");
+        assert!(matches!(parse_stats(&long), StatsAtExit::Text(p) if p.len == STATS_PATH_MAX));
+        let mut longer = [b'a'; STATS_PATH_MAX + 6];
+        longer[..5].copy_from_slice(b"json:");
+        assert_eq!(parse_stats(&longer), StatsAtExit::Stderr);
     }
 }

@@ -1,5 +1,6 @@
 //! Messages written without allocating: a fixed buffer that implements `fmt::Write`, fatal
-//! errors on stderr, and the text reports written into a caller's buffer.
+//! errors on stderr, writers to stderr, a `FILE *` or any file descriptor, and OS error
+//! messages.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicPtr, Ordering};
@@ -55,27 +56,70 @@ impl Write for BufWriter<'_> {
     }
 }
 
-/// Write all of `bytes` to stderr.
-pub fn write_stderr(bytes: &[u8]) {
+/// Write all of `bytes` to `fd` (retrying on `EINTR`). False if the OS refused some.
+pub fn write_fd(fd: libc::c_int, bytes: &[u8]) -> bool {
     let mut off = 0;
     while off < bytes.len() {
-        // SAFETY: writing from a valid slice to fd 2.
-        let n = unsafe { libc::write(2, bytes[off..].as_ptr().cast(), bytes.len() - off) };
+        // SAFETY: writing from a valid slice to a file descriptor.
+        let n = unsafe { libc::write(fd, bytes[off..].as_ptr().cast(), bytes.len() - off) };
+        if n < 0 && errno() == libc::EINTR {
+            continue;
+        }
         if n <= 0 {
-            break;
+            return false;
         }
         off += n as usize;
     }
+    true
 }
 
-/// Print `pyalloc: <message>` on stderr.
+/// Write all of `bytes` to stderr.
+pub fn write_stderr(bytes: &[u8]) {
+    write_fd(2, bytes);
+}
+
+/// The calling thread's `errno`.
+pub fn errno() -> libc::c_int {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// The message of OS error `err` (`strerror_r`, into `buf`).
+pub fn error_text(err: libc::c_int, buf: &mut [u8; 128]) -> &str {
+    // SAFETY: strerror_r writes a NUL-terminated message of at most `buf.len()` bytes.
+    let ok = unsafe { libc::strerror_r(err, buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    match core::str::from_utf8(&buf[..n]) {
+        Ok(t) if ok && !t.is_empty() => t,
+        _ => "unknown error",
+    }
+}
+
+/// Print `pyalloc: <message>` on stderr, as one line (a message too long for the buffer is
+/// cut, and still ends the line).
 pub fn warn(args: fmt::Arguments<'_>) {
+    write_line("pyalloc: ", args);
+}
+
+/// Write `prefix`, `args` and a newline on stderr in one write, from a stack buffer.
+fn write_line(prefix: &str, args: fmt::Arguments<'_>) {
     let mut buf = [0u8; 512];
-    let mut w = BufWriter::new(&mut buf);
-    let _ = w.write_str("pyalloc: ");
-    let _ = w.write_fmt(args);
-    let _ = w.write_str("\n");
-    write_stderr(w.bytes());
+    write_stderr(line(&mut buf, prefix, args));
+}
+
+/// Format `prefix`, `args` and a newline into `buf`, cutting the text to make room for the
+/// newline.
+fn line<'a>(buf: &'a mut [u8], prefix: &str, args: fmt::Arguments<'_>) -> &'a [u8] {
+    let room = buf.len() - 1;
+    // BufWriter keeps its last byte for a NUL: the newline goes there.
+    let n = {
+        let mut w = BufWriter::new(&mut buf[..room]);
+        let _ = w.write_str(prefix);
+        let _ = w.write_fmt(args);
+        w.len()
+    };
+    buf[n] = b'\n';
+    &buf[..=n]
 }
 
 /// Called after a fatal message, before aborting: set by a host to add its own context (the
@@ -89,12 +133,7 @@ pub fn set_fatal_context(f: fn()) {
 
 /// Print `pyalloc: fatal: <message>` on stderr and abort.
 pub fn fatal(args: fmt::Arguments<'_>) -> ! {
-    let mut buf = [0u8; 512];
-    let mut w = BufWriter::new(&mut buf);
-    let _ = w.write_str("pyalloc: fatal: ");
-    let _ = w.write_fmt(args);
-    let _ = w.write_str("\n");
-    write_stderr(w.bytes());
+    write_line("pyalloc: fatal: ", args);
     let f = CONTEXT.swap(core::ptr::null_mut(), Ordering::AcqRel);
     if !f.is_null() {
         // SAFETY: only `set_fatal_context` stores here, always a `fn()`.
@@ -128,23 +167,57 @@ impl Write for FileWriter {
     }
 }
 
-/// Writes to stderr through a small stack buffer.
-pub struct StderrWriter {
+/// Writes to a file descriptor through a small stack buffer; remembers whether the OS refused
+/// a write.
+pub struct FdWriter {
+    fd: libc::c_int,
     buf: [u8; 1024],
     len: usize,
+    /// A write failed (disk full, closed descriptor): later output is dropped.
+    pub failed: bool,
 }
 
-impl StderrWriter {
-    pub fn new() -> Self {
+impl FdWriter {
+    pub fn new(fd: libc::c_int) -> Self {
         Self {
+            fd,
             buf: [0; 1024],
             len: 0,
+            failed: false,
         }
     }
 
     pub fn flush(&mut self) {
-        write_stderr(&self.buf[..self.len]);
+        if !self.failed && !write_fd(self.fd, &self.buf[..self.len]) {
+            self.failed = true;
+        }
         self.len = 0;
+    }
+}
+
+impl Write for FdWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for chunk in s.as_bytes().chunks(self.buf.len()) {
+            if self.len + chunk.len() > self.buf.len() {
+                self.flush();
+            }
+            self.buf[self.len..self.len + chunk.len()].copy_from_slice(chunk);
+            self.len += chunk.len();
+        }
+        Ok(())
+    }
+}
+
+/// Writes to stderr through a small stack buffer.
+pub struct StderrWriter(FdWriter);
+
+impl StderrWriter {
+    pub fn new() -> Self {
+        Self(FdWriter::new(2))
+    }
+
+    pub fn flush(&mut self) {
+        self.0.flush();
     }
 }
 
@@ -156,14 +229,7 @@ impl Default for StderrWriter {
 
 impl Write for StderrWriter {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        for chunk in s.as_bytes().chunks(self.buf.len()) {
-            if self.len + chunk.len() > self.buf.len() {
-                self.flush();
-            }
-            self.buf[self.len..self.len + chunk.len()].copy_from_slice(chunk);
-            self.len += chunk.len();
-        }
-        Ok(())
+        self.0.write_str(s)
     }
 }
 
@@ -180,5 +246,13 @@ mod tests {
         assert_eq!(w.overflow, 4);
         w.terminate();
         assert_eq!(buf[7], 0);
+    }
+
+    #[test]
+    fn a_long_message_still_ends_its_line() {
+        let mut buf = [0u8; 16];
+        assert_eq!(line(&mut buf, "p: ", format_args!("{}", 42)), b"p: 42\n");
+        let cut = line(&mut buf, "p: ", format_args!("{}", "x".repeat(40)));
+        assert_eq!(cut, b"p: xxxxxxxxxxx\n");
     }
 }

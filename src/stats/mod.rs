@@ -1,5 +1,6 @@
-//! Statistics: per-domain counts gathered from every heap, arena figures; the text and JSON
-//! reports are in `report`.
+//! Statistics: per-domain counts gathered from every heap, arena figures (the versioned
+//! `pyalloc_stats`, and [`Extra`], what only the reports show); the text and JSON reports, and
+//! writing them to a file at exit, are in `report`.
 //!
 //! Counting costs one non-atomic increment per malloc, in the pool's descriptor (which the
 //! malloc writes anyway), and nothing per free: a pool's frees are its allocations minus its
@@ -22,6 +23,7 @@ use crate::heap::counts::{
     all_counts, large_live_bytes, live_bytes, sample_peak, OOM_EVENTS, PEAK_LIVE_BYTES,
     PEAK_MAPPED, POOLS_IN_USE,
 };
+use crate::heap::retention::PURGE_DELAY_MS;
 use crate::heap::size_class::BLOCK_SIZES;
 use crate::heap::{self, NUM_DOMAINS};
 use crate::platform::config::*;
@@ -74,5 +76,35 @@ pub fn gather() -> pyalloc_stats {
     s
 }
 
+/// Figures the versioned [`pyalloc_stats`] struct does not carry (the reports do).
+#[derive(Clone, Copy, Debug)]
+pub struct Extra {
+    /// Bytes unmapped since the start (arenas of the default allocator, large mappings):
+    /// with `bytes_purged_total`, what went back to the OS.
+    pub bytes_unmapped_total: u64,
+    /// `PYALLOC_PURGE_KEEP` (bytes) and `PYALLOC_PURGE_DELAY` (ms) in force.
+    pub purge_keep: u64,
+    pub purge_delay_ms: u64,
+    /// `bytes_dirty` split: up to `purge_keep` kept for good, the rest held for the purge
+    /// delay (given back once it runs out, on the allocator's next slow path).
+    pub bytes_dirty_kept: u64,
+    pub bytes_dirty_delayed: u64,
+    /// Heaps of threads that did not survive a `fork()` (their blocks stay valid).
+    pub heaps_orphaned: u64,
+}
+
+/// Gather the figures beyond [`pyalloc_stats`]; `s` is a [`gather`] made just before.
+pub fn extra(s: &pyalloc_stats) -> Extra {
+    let purge_keep = (arena::PURGE_KEEP_UNITS.load(Ordering::Relaxed) * POOL_SIZE) as u64;
+    Extra {
+        bytes_unmapped_total: arena::BYTES_UNMAPPED.load(Ordering::Relaxed) as u64,
+        purge_keep,
+        purge_delay_ms: PURGE_DELAY_MS.load(Ordering::Relaxed),
+        bytes_dirty_kept: s.bytes_dirty.min(purge_keep),
+        bytes_dirty_delayed: s.bytes_dirty.saturating_sub(purge_keep),
+        heaps_orphaned: heap::heap_counts().2 as u64,
+    }
+}
+
 mod report;
-pub use report::{print, write_json, write_report};
+pub use report::{expand_path, print, write_file, write_json, write_report, Human};

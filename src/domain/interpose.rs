@@ -33,15 +33,18 @@ static REAL_REALLOC: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
 static RESOLVING: AtomicBool = AtomicBool::new(false);
 
 /// The next definition of `name` after this library (libc's, unless another allocator comes
-/// first), looked up once. Null while a lookup is under way on another call (dlsym may free)
-/// and where dlsym finds none (a static program).
+/// first), looked up once; glibc's own where dlsym finds none (a static program). Null while a
+/// lookup is under way on another call (dlsym may free).
 #[cold]
-fn resolve(slot: &AtomicPtr<c_void>, name: &core::ffi::CStr) -> *mut c_void {
+fn resolve(slot: &AtomicPtr<c_void>, name: &core::ffi::CStr, fallback: *mut c_void) -> *mut c_void {
     if RESOLVING.swap(true, Ordering::Acquire) {
         return ptr::null_mut();
     }
     // SAFETY: dlsym with a NUL-terminated name; RTLD_NEXT is valid from a shared object.
-    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    let mut f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
+    if f.is_null() {
+        f = fallback;
+    }
     slot.store(f, Ordering::Release);
     RESOLVING.store(false, Ordering::Release);
     f
@@ -51,10 +54,10 @@ fn resolve(slot: &AtomicPtr<c_void>, name: &core::ffi::CStr) -> *mut c_void {
 /// pays for, or allocates in, the lookup).
 pub fn resolve_now() {
     if REAL_FREE.load(Ordering::Acquire).is_null() {
-        resolve(&REAL_FREE, c"free");
+        resolve(&REAL_FREE, c"free", __libc_free as *mut c_void);
     }
     if REAL_REALLOC.load(Ordering::Acquire).is_null() {
-        resolve(&REAL_REALLOC, c"realloc");
+        resolve(&REAL_REALLOC, c"realloc", __libc_realloc as *mut c_void);
     }
 }
 
@@ -70,7 +73,7 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
     }
     let mut f = REAL_FREE.load(Ordering::Acquire);
     if f.is_null() {
-        f = resolve(&REAL_FREE, c"free");
+        f = resolve(&REAL_FREE, c"free", __libc_free as *mut c_void);
         if f.is_null() {
             // SAFETY: `p` is not ours: glibc's block (while the lookup runs, or statically).
             return unsafe { __libc_free(p) };
@@ -92,7 +95,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, n: usize) -> *mut c_void {
     }
     let mut f = REAL_REALLOC.load(Ordering::Acquire);
     if f.is_null() {
-        f = resolve(&REAL_REALLOC, c"realloc");
+        f = resolve(&REAL_REALLOC, c"realloc", __libc_realloc as *mut c_void);
         if f.is_null() {
             // SAFETY: as in `free`.
             return unsafe { __libc_realloc(p, n) };

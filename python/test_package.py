@@ -170,7 +170,9 @@ def build_buggy(vpy: str, tmp: str) -> str:
     info = run([vpy, "-c", "import sysconfig; print(sysconfig.get_paths()['include']); "
                 "print(sysconfig.get_config_var('EXT_SUFFIX'))"]).stdout.split()
     out = os.path.join(tmp, "pyalloc_buggy" + info[1])
-    r = run(["cc", "-shared", "-fPIC", "-O1", "-I", info[0], os.path.join(HERE, "testext", "buggy.c"), "-o", out])
+    # Debian's pyconfig.h includes <x86_64-linux-gnu/python3.X/pyconfig.h>: the folder above too.
+    r = run(["cc", "-shared", "-fPIC", "-O1", "-I", info[0], "-I", os.path.dirname(info[0]),
+             os.path.join(HERE, "testext", "buggy.c"), "-o", out])
     if r.returncode != 0:
         raise RuntimeError(f"building the buggy extension: {r.stderr}")
     return tmp

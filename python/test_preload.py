@@ -293,6 +293,60 @@ print(p.stats()['domains']['object']['allocations'] - before >= 4 * 100000)
               and "PYTHON_PYMALLOC_HUGEPAGES configures pymalloc, which pyalloc replaces: ignored" in r.stderr,
               f"PYTHON_PYMALLOC_HUGEPAGES: installed, the setting reported as ignored ({r.stdout!r})", r.stderr)
 
+    # 12. Options (src/platform/options.rs): PYALLOC_VERBOSE's block lists every option once and
+    # tells the truth; bad values and misspelled names warn once; PYALLOC_DEBUG is honoured.
+    names = ("PYALLOC_CHECK", "PYALLOC_RAW", "PYALLOC_PURGE_KEEP", "PYALLOC_PURGE_DELAY", "PYALLOC_VERBOSE",
+             "PYALLOC_STATS", "PYALLOC_DEBUG", "PYALLOC_DEBUG_BACKTRACE", "PYALLOC_DEBUG_QUARANTINE")
+    r = run(py, "pass", lib=lib, env_extra={"PYALLOC_VERBOSE": "1"})
+    lines = r.stderr.splitlines()
+    check(r.returncode == 0 and lines[:1] == [f"pyalloc: installed in CPython {'.'.join(major_minor)} (raw, mem and object domains); check mode compat"]
+          and r.stderr.count("pyalloc: options in effect:\n") == 1
+          and all(sum(l.startswith(f"pyalloc:   {n}=") for l in lines) == 1 for n in names),
+          "PYALLOC_VERBOSE=1: the install line, then one block naming every option once", r.stderr)
+    check("pyalloc:   PYALLOC_CHECK=compat " in r.stderr and "unknown option" not in r.stderr,
+          "... with the host's compat default, and PYALLOC_LIB (tooling) not reported", r.stderr)
+    r = run(py, "import pyalloc_testext as t; print(t.domains())", lib=lib,
+            env_extra={"PYALLOC_VERBOSE": "On", "PYALLOC_RAW": "libc"})
+    first = r.stderr.splitlines()[0] if r.stderr else ""
+    check(r.stdout.strip() == "(-1, 1, 2)" and "raw, mem and object" not in first
+          and "(mem and object domains; the raw domain stays on CPython's own allocator, PYALLOC_RAW=libc)" in first
+          and "pyalloc:   PYALLOC_RAW=libc " in r.stderr,
+          f"PYALLOC_RAW=libc: verbose says the raw domain is not pyalloc's ({r.stdout!r})", r.stderr)
+    r = run(py, "pass", lib=lib, env_extra={"PYALLOC_VERBOSE": "maybe", "PYALLOC_CHEK": "strict",
+                                            "PYALLOC_PURGE_KEEP": "4MB"})
+    check(r.stderr == "pyalloc: PYALLOC_VERBOSE=maybe is not a boolean (1/0, true/false, yes/no, on/off, any case); "
+                      "keeping the default (off)\n"
+                      "pyalloc: unknown option PYALLOC_CHEK (did you mean PYALLOC_CHECK?)\n",
+          "a bad boolean and a misspelled name: one warning each, verbose stays off", r.stderr)
+    r = run(py, "pass", lib=lib, env_extra={"PYALLOC_VERBOSE": "TRUE", "PYALLOC_PURGE_KEEP": "4MB"})
+    check("pyalloc:   PYALLOC_PURGE_KEEP=4000000 " in r.stderr and " is not " not in r.stderr,
+          "TRUE and 4MB (decimal) are taken", r.stderr)
+    # PYALLOC_DEBUG: CPython's debug hooks over pyalloc, as PYTHONMALLOC=debug.
+    r = run(py, "import pyalloc_testext as t, pyalloc_stats as p; print(p.mode(), t.domains(), flush=True); t.overflow()",
+            lib=lib, env_extra={"PYALLOC_DEBUG": "1"})
+    check(r.returncode != 0 and "bad trailing pad byte" in r.stderr and r.stdout.startswith("installed (0, 1, 2)"),
+          f"PYALLOC_DEBUG=1: CPython's hooks over pyalloc catch the overflow ({r.stdout!r})", r.stderr[-2000:])
+    r = run(py, "import pyalloc_testext as t; print(t.roundtrip(1000))", lib=lib,
+            env_extra={"PYALLOC_DEBUG": "1", "PYALLOC_DEBUG_BACKTRACE": "1"})
+    check(r.returncode == 0 and r.stdout.strip() == "6000"
+          and r.stderr.count("PYALLOC_DEBUG_BACKTRACE ignored: it configures pyalloc's own debug hooks") == 1
+          and "PYALLOC_DEBUG_QUARANTINE" not in r.stderr,
+          f"PYALLOC_DEBUG_BACKTRACE in CPython: runs, and says it does not apply ({r.stdout!r})", r.stderr)
+    r = run(py, "pass", lib=lib, env_extra={"PYALLOC_DEBUG": "1", "PYTHONMALLOC": "malloc"})
+    check(r.returncode == 0 and "PYALLOC_DEBUG not applied: pyalloc is not installed" in r.stderr,
+          "PYALLOC_DEBUG with PYTHONMALLOC=malloc: says it is not applied", r.stderr)
+    # Once per process pyalloc serves: a preloaded shell prints nothing, and a shell that runs
+    # helpers and then execs the interpreter (pyenv's shims do) prints the interpreter's block once.
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "PYTHONMALLOC", "PYTHONDEVMODE")}
+    env.update({"LD_PRELOAD": lib, "PYALLOC_VERBOSE": "1", "PYALLOC_CHEK": "1"})
+    r = subprocess.run(["bash", "-c", "true"], capture_output=True, text=True, env=env, timeout=60)
+    check(r.returncode == 0 and r.stderr == "", "a preloaded bash prints nothing", r.stderr)
+    r = subprocess.run(["bash", "-c", 'x=$(ls / | head -n 1); /bin/true; exec "$0" -c pass', py],
+                       capture_output=True, text=True, env=env, timeout=60)
+    check(r.returncode == 0 and r.stderr.count("pyalloc: options in effect:") == 1
+          and r.stderr.count("unknown option PYALLOC_CHEK") == 1 and r.stderr.count("pyalloc: installed in CPython") == 1,
+          "shell, helpers, then the interpreter: one block, one warning", r.stderr)
+
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

@@ -12,6 +12,7 @@
 //! With a host, pyalloc's exported `PyMem_*`/`PyObject_*` forward to the host's functions,
 //! which dispatch through the host's tables: hooks the host installs later (tracemalloc,
 //! `PyMem_SetupDebugHooks`) see every allocation whichever symbol an extension calls.
+//! `PYALLOC_DEBUG` puts CPython's debug hooks over pyalloc right after it installs at load.
 //!
 //! Uses: the domain layer (tables, previous allocators), the platform, `abi`.
 
@@ -307,7 +308,6 @@ fn read_cmdline(buf: &mut [u8]) -> usize {
 
 type SetAllocatorFn = unsafe extern "C" fn(PyMemAllocatorDomain, *mut PyMemAllocatorEx);
 
-/// Decide and install at load. `verbose` prints the decision.
 /// Carry out a surveyed installation (at load or at `pyalloc_install`): write pyalloc into the
 /// host's tables or beneath its hooks, find the tables it wrote, and record the mode.
 fn commit(plan: &install::Plan, set: *mut c_void) {
@@ -324,7 +324,9 @@ fn commit(plan: &install::Plan, set: *mut c_void) {
     crate::platform::report::set_fatal_context(python_context);
 }
 
-pub fn install_at_load(verbose: bool, check_explicit: bool, raw_libc: bool) {
+/// Decide and install at load. `verbose` prints the decision; `debug` (`PYALLOC_DEBUG`) puts
+/// CPython's debug hooks over pyalloc, as `PYTHONMALLOC=debug` does.
+pub fn install_at_load(verbose: bool, check_explicit: bool, raw_libc: bool, debug: bool) {
     VERBOSE.store(verbose, Ordering::Relaxed);
     RAW_LIBC.store(raw_libc, Ordering::Relaxed);
     let set = resolve(c"PyMem_SetAllocator");
@@ -415,10 +417,20 @@ pub fn install_at_load(verbose: bool, check_explicit: bool, raw_libc: bool) {
         // CPython will replace every allocator with pymalloc under its debug hooks during
         // pre-initialisation; `setlocale` below puts pyalloc back under those hooks.
         WANT_DEBUG.store(true, Ordering::Relaxed);
+    } else if debug {
+        // PYALLOC_DEBUG: CPython leaves the allocators alone, so its hooks go over pyalloc now,
+        // before the interpreter allocates anything (no block lacks their header).
+        setup_debug_hooks();
+        DEBUG_HOOKS.store(true, Ordering::Relaxed);
     }
     if verbose {
         warn(format_args!(
-            "installed in CPython {major}.{minor} (raw, mem and object domains); check mode {}",
+            "installed in CPython {major}.{minor} ({}); check mode {}",
+            if raw_libc {
+                "mem and object domains; the raw domain stays on CPython's own allocator, PYALLOC_RAW=libc"
+            } else {
+                "raw, mem and object domains"
+            },
             if domain::strict() { "strict" } else { "compat" }
         ));
         // 3.15's huge-page arenas are pymalloc's; like PYTHONMALLOC=malloc, a preloaded
@@ -523,6 +535,12 @@ pub fn install_now() -> c_int {
         ));
     }
     0
+}
+
+/// Whether CPython's debug hooks run (or, with `PYTHONMALLOC=debug`, are about to run) over
+/// pyalloc.
+pub fn debug_hooks() -> bool {
+    DEBUG_HOOKS.load(Ordering::Relaxed) || WANT_DEBUG.load(Ordering::Relaxed)
 }
 
 /// `PYALLOC_RAW=libc`: the raw domain is left to the host.

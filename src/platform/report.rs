@@ -3,7 +3,7 @@
 //! messages.
 
 use core::fmt::{self, Write};
-use core::sync::atomic::{AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 /// Writes into a byte buffer, truncating silently, always leaving room for a final NUL.
 pub struct BufWriter<'a> {
@@ -120,6 +120,40 @@ fn line<'a>(buf: &'a mut [u8], prefix: &str, args: fmt::Arguments<'_>) -> &'a [u
     };
     buf[n] = b'\n';
     &buf[..=n]
+}
+
+/// What to print once pyalloc is known to serve this process (a `fn()` or null): set by
+/// `init` for a program without CPython, whose messages wait for its first allocation, so that
+/// a library preloaded into shells and other programs stays quiet in them.
+static ANNOUNCEMENT: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+/// pyalloc has served this process (a thread took a heap).
+static SERVED: AtomicBool = AtomicBool::new(false);
+
+/// Run `f` once pyalloc serves this process: now if it already has, else at [`served`].
+pub fn announce_when_served(f: fn()) {
+    ANNOUNCEMENT.store(f as *mut (), Ordering::SeqCst);
+    if SERVED.load(Ordering::SeqCst) {
+        run_announcement();
+    }
+}
+
+/// pyalloc serves this process (called when a thread takes a heap): run the announcement, once.
+#[inline]
+pub fn served() {
+    if !SERVED.load(Ordering::Relaxed) {
+        SERVED.store(true, Ordering::SeqCst);
+        run_announcement();
+    }
+}
+
+fn run_announcement() {
+    // Both sides store then look (sequentially consistent): whichever comes second sees the
+    // other's store, and the swap lets only one of them run it.
+    let f = ANNOUNCEMENT.swap(core::ptr::null_mut(), Ordering::SeqCst);
+    if !f.is_null() {
+        // SAFETY: only `announce_when_served` stores here, always a `fn()`.
+        unsafe { core::mem::transmute::<*mut (), fn()>(f)() };
+    }
 }
 
 /// Called after a fatal message, before aborting: set by a host to add its own context (the

@@ -7,6 +7,8 @@ use super::*;
 #[cold]
 pub(crate) fn attach() -> *mut Heap {
     start::ensure();
+    // The first heap taken: pyalloc serves this process (messages waiting for that go out).
+    crate::platform::report::served();
     let h = {
         let mut g = HEAPS.lock();
         if !g.abandoned.is_null() {

@@ -1,12 +1,13 @@
 //! The heap core's start: once per process, on the first allocation or when the library loads
-//! (`init`), whichever comes first. It reads the options, sets the purge rule, creates the
+//! (`init`), whichever comes first. It reads the options (keeping their warnings for `init` to
+//! print once pyalloc is known to serve the process), sets the purge rule, creates the
 //! thread-exit key (its destructor abandons the thread's heap) and installs the fork handlers.
 //! The layers above start in `init`, after this.
 
 use super::{detach, fork, Heap};
 use crate::heap::{arena, retention};
 use crate::platform::config::POOL_SIZE;
-use crate::platform::options::{self, Options};
+use crate::platform::options::{self, Notes, Options};
 use crate::platform::report;
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
@@ -19,12 +20,13 @@ static STATE: AtomicU8 = AtomicU8::new(UNINIT);
 /// The pthread key whose destructor abandons a thread's heap (valid once STATE is DONE).
 static KEY: AtomicU32 = AtomicU32::new(0);
 
-/// The options read at start (written once, before STATE becomes DONE).
-struct ReadOnce(UnsafeCell<Option<Options>>);
+/// The options read at start and their warnings (written once, before STATE becomes DONE).
+struct ReadOnce<T>(UnsafeCell<T>);
 // SAFETY: written only by the one thread that moves STATE from UNINIT to RUNNING, before it
 // publishes DONE (release); read only after DONE is seen (acquire).
-unsafe impl Sync for ReadOnce {}
-static OPTIONS: ReadOnce = ReadOnce(UnsafeCell::new(None));
+unsafe impl<T> Sync for ReadOnce<T> {}
+static OPTIONS: ReadOnce<Option<Options>> = ReadOnce(UnsafeCell::new(None));
+static NOTES: ReadOnce<Notes> = ReadOnce(UnsafeCell::new(Notes::new()));
 
 /// Start the heap core once (cheap after the first time).
 #[inline]
@@ -38,7 +40,14 @@ pub fn ensure() {
 pub fn options() -> Options {
     ensure();
     // SAFETY: STATE is DONE, so OPTIONS was written and is never written again.
-    unsafe { (*OPTIONS.0.get()).unwrap_or_else(options::read) }
+    unsafe { (*OPTIONS.0.get()).unwrap_or_else(|| options::read(&mut Notes::new())) }
+}
+
+/// The warnings about the options read at start (values that did not parse, unknown names).
+pub fn notes() -> &'static Notes {
+    ensure();
+    // SAFETY: STATE is DONE, so NOTES was written and is never written again.
+    unsafe { &*NOTES.0.get() }
 }
 
 #[cold]
@@ -52,8 +61,9 @@ fn start_slow() {
         }
         return;
     }
-    let o = options::read();
     // SAFETY: this thread alone won the start (UNINIT -> RUNNING); nobody reads before DONE.
+    let o = unsafe { options::read(&mut *NOTES.0.get()) };
+    // SAFETY: as above.
     unsafe { *OPTIONS.0.get() = Some(o) };
     arena::PURGE_KEEP_UNITS.store(o.purge_keep / POOL_SIZE, Ordering::Relaxed);
     retention::PURGE_DELAY_MS.store(o.purge_delay_ms, Ordering::Relaxed);

@@ -51,6 +51,21 @@ static void write_after_free(void) {
     pyalloc_collect(0); /* empties the quarantine, which verifies every block */
 }
 
+/* free(a + 32) where that address is the raw start of the neighbouring hooked block: an
+ * interior pointer of `a`, which must not be taken for a block from before the hooks. */
+static void interior_on_neighbour(void) {
+    for (int i = 0; i < 64; i++) {
+        char *a = PyMem_Malloc(16), *b = PyMem_Malloc(16);
+        size_t raw = 16 + 3 * sizeof(size_t); /* 40: the 48-byte class */
+        if (b == a + 48 && raw <= 48) {
+            PyMem_Free(a + 32); /* == b's raw block */
+            fprintf(stderr, "interior pointer freed unchecked\n");
+            return;
+        }
+    }
+    fprintf(stderr, "no neighbouring pair found\n");
+}
+
 static pyalloc_stats baseline;
 
 static void clean_program(void) {
@@ -153,6 +168,13 @@ int main(int argc, char **argv) {
     const char *const w1[] = {"API 'o'", "24 bytes originally requested",
                               "pyalloc: fatal: PyMem_Free (debug hooks): bad ID: Allocated using API 'o', verified using API 'm'", NULL};
     expect("wrong-domain free", wrong_domain_free, w1);
+    {
+        char out[8192];
+        int st = run(interior_on_neighbour, NULL, out, sizeof out);
+        CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "interior pointer on a neighbour's raw block aborts (status %#x): [%s]",
+              st, out);
+        CHECK(strstr(out, "the start of a block the debug hooks laid out for another pointer") != NULL, "names it: [%s]", out);
+    }
     const char *const w2[] = {"API 'r'", "bad ID: Allocated using API 'r', verified using API 'o'", "PyObject_Realloc", NULL};
     expect("wrong-domain realloc", wrong_domain_realloc, w2);
     const char *const w3[] = {"16 bytes originally requested", "are not all FORBIDDENBYTE (0xfd)", "at tail+0: 0x58 *** OUCH",

@@ -189,9 +189,41 @@ fn raw_of(p: *mut u8) -> *mut u8 {
 }
 
 /// A block allocated before the hooks went in: `p` itself starts a pyalloc block (a hooked
-/// block's `p` lies inside one).
-fn is_pre_hook(p: *mut u8) -> bool {
-    heap::usable_size(p) != 0
+/// block's `p` lies inside one) that does not hold the hooks' own layout. A pointer at the
+/// start of a hooked block's raw block (an interior pointer of its neighbour, `free(a + 16)`)
+/// is reported here, before anything is freed.
+fn is_pre_hook(dd: &DebugDomain, op: Op, p: *mut u8) -> bool {
+    let usable = heap::usable_size(p);
+    if usable == 0 {
+        return false;
+    }
+    if usable >= extra() && holds_debug_layout(p) {
+        foreign(
+            dd,
+            op,
+            p,
+            "it is the start of a block the debug hooks laid out for another pointer (an interior pointer of the block in front of it?)",
+        );
+    }
+    true
+}
+
+/// Whether the raw block at `raw` (at least `extra()` bytes, all readable: a pyalloc block)
+/// starts with the hooks' layout: the trace's magic word when backtraces are on, the API id
+/// and the leading pad.
+fn holds_debug_layout(raw: *mut u8) -> bool {
+    // SAFETY: the caller's contract: `raw` starts a pyalloc block of at least `extra()` bytes.
+    unsafe {
+        let mut h = raw;
+        if BACKTRACES.load(Ordering::Relaxed) {
+            if (raw as *const usize).read_unaligned() != TRACE_MAGIC {
+                return false;
+            }
+            h = raw.add(TRACE_BYTES);
+        }
+        let id = *h.add(S);
+        matches!(id, b'r' | b'm' | b'o') && (S + 1..2 * S).all(|i| *h.add(i) == FORBIDDENBYTE)
+    }
 }
 
 unsafe extern "C" fn hook_malloc(ctx: *mut c_void, n: usize) -> *mut c_void {
@@ -244,7 +276,7 @@ unsafe extern "C" fn hook_free(ctx: *mut c_void, p: *mut c_void) {
             return;
         }
         let b = base(dd);
-        if is_pre_hook(p) {
+        if is_pre_hook(dd, Op::Free, p) {
             if let Some(f) = b.free {
                 f(b.ctx, p.cast());
             }
@@ -268,7 +300,7 @@ unsafe extern "C" fn hook_realloc(ctx: *mut c_void, p: *mut c_void, n: usize) ->
             return ptr::null_mut();
         }
         let b = base(dd);
-        let (old, pre) = if is_pre_hook(p) {
+        let (old, pre) = if is_pre_hook(dd, Op::Realloc, p) {
             (heap::usable_size(p), true)
         } else {
             let limit = locate(dd, Op::Realloc, p);

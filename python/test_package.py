@@ -218,8 +218,15 @@ def check_plugin(vpy: str, tmp: str) -> None:
           "the failures name the function, the pointer and the domains", out)
     check('test_buggy.py", line' in out and "pyalloc_buggy.mem_free_of_object()" in out,
           "the failures show the Python traceback", out)
-    check("pyalloc: served this session (strict checks" in out and "3 misuse(s) found" in out,
+    check("pyalloc: served this session (strict checks" in out and "3 misuse(s) found in 3 test(s)" in out,
           "the session says it is served and sums up", out)
+    check("unknown option" not in out and "pyalloc: fatal" not in out, "no stray warnings", out)
+    if run([*PIP[vpy], "install", "-q", "--disable-pip-version-check", "pytest-xdist"]).returncode == 0:
+        r = run([vpy, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2", "--pyalloc-check=strict",
+                 "test_buggy.py"], env=env, cwd=where)
+        out = r.stdout + r.stderr
+        check(r.returncode == 1 and "3 failed, 2 passed" in out and "3 misuse(s) found in 3 test(s)" in out,
+              "the same with pytest-xdist's workers (-n 2)", out)
     # Stock CPython, without the plugin: the two Python-domain mixes pass silently.
     r = run([vpy, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_buggy.py", "-k",
              "mem_free_of_object or object_free_of_mem or correct"], env=env, cwd=where)

@@ -46,6 +46,9 @@ class _State:
         self.by_test: Dict[str, List] = {}
         self.outside: List = []
         self.seen = 0
+        # From the reports (pytest-xdist's workers send theirs to the controller).
+        self.reported = 0
+        self.failed_tests = 0
 
 
 _state: Optional[_State] = None
@@ -79,12 +82,19 @@ def _restart(config, check: str) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config):
-    global _state
     check = config.getoption("pyalloc_check")
-    if check is None:
-        return None
-    if not active():
+    if check is not None and not active():
         _restart(config, check)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config) -> None:
+    # Every process of the session (pytest-xdist's workers too: they inherit the preload).
+    global _state
+    check = config.getoption("pyalloc_check", None)
+    if check is None or not active():
+        return
     lib = _native.handle()
     lib.pyalloc_set_check_mode(0 if check == "strict" else 1)
     _state = _State(check)
@@ -92,7 +102,6 @@ def pytest_cmdline_main(config):
         from .checking import Recorder
 
         _state.recorder = Recorder(_record)
-    return None
 
 
 def _record(event) -> None:
@@ -153,6 +162,19 @@ def _trim(event, path: str) -> None:
     del event.stack[:-15]
 
 
+def pytest_runtest_logreport(report) -> None:
+    st = _state
+    if st is None or not report.failed:
+        return
+    text = str(report.longrepr)
+    if text.startswith("pyalloc found "):
+        try:
+            st.reported += int(text.split()[2].split("(")[0])
+        except (IndexError, ValueError):
+            st.reported += 1
+        st.failed_tests += 1
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     st = _state
     if st is None:
@@ -164,9 +186,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         mixes = None
     tr.write_sep("-", "pyalloc")
     if st.check == "strict":
+        found = st.reported + len(st.outside)
         tr.write_line(
             f"pyalloc: served this session (strict checks, {_native.loaded_path()}): "
-            f"{st.seen} misuse(s) found"
+            f"{found} misuse(s) found" + (f" in {st.failed_tests} test(s)" if st.failed_tests else "")
         )
         for e in st.outside:
             tr.write_line("outside any test:")

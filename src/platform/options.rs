@@ -52,12 +52,14 @@ pub const DEBUG_QUARANTINE: usize = 8;
 
 /// `PYALLOC_*` variables the project's tooling reads, not the library: never reported.
 /// `PYALLOC_LIB` (python/, bench/: where libpyalloc.so is), `PYALLOC_CPYTHON_CACHE` and
-/// `PYALLOC_DEBIAN_MIRROR` (python/get_cpython.sh), `PYALLOC_BENCH_STATUS_FILE` (bench/python).
-pub const TOOLING: [&str; 4] = [
+/// `PYALLOC_DEBIAN_MIRROR` (python/get_cpython.sh), `PYALLOC_BENCH_STATUS_FILE` (bench/python),
+/// `PYALLOC_PYTEST_SERVED` (the pytest plugin: the session was restarted preloaded).
+pub const TOOLING: [&str; 5] = [
     "PYALLOC_LIB",
     "PYALLOC_CPYTHON_CACHE",
     "PYALLOC_DEBIAN_MIRROR",
     "PYALLOC_BENCH_STATUS_FILE",
+    "PYALLOC_PYTEST_SERVED",
 ];
 
 const PREFIX: &[u8] = b"PYALLOC_";

@@ -134,6 +134,12 @@ typedef struct _typeobject {
 #define PYALLOC_MISUSE_LIBC 5
 
 /*
+ A block freed again while it is already free (found when it is the block freed last in its
+ pool, the common `free(p); free(p)`).
+ */
+#define PYALLOC_MISUSE_DOUBLE_FREE 6
+
+/*
  Returned by `pyalloc_domain_of` for a pointer pyalloc does not own.
  */
 #define PYALLOC_DOMAIN_NONE -1

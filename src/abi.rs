@@ -189,3 +189,6 @@ pub struct pyalloc_misuse {
 pub type pyalloc_misuse_handler = Option<unsafe extern "C" fn(*const pyalloc_misuse, *mut c_void)>;
 /// A block of pyalloc's passed to libc's `free` or `realloc` (`domain` is -1: libc's).
 pub const PYALLOC_MISUSE_LIBC: c_int = 5;
+/// A block freed again while it is already free (found when it is the block freed last in its
+/// pool, the common `free(p); free(p)`).
+pub const PYALLOC_MISUSE_DOUBLE_FREE: c_int = 6;

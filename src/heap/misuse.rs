@@ -9,7 +9,8 @@
 //! take such pointers, and only what they leave is handled here.
 
 use crate::abi::{
-    pyalloc_misuse, pyalloc_misuse_handler, PYALLOC_MISUSE_FOREIGN, PYALLOC_MISUSE_LIBC,
+    pyalloc_misuse, pyalloc_misuse_handler, PYALLOC_MISUSE_DOUBLE_FREE, PYALLOC_MISUSE_FOREIGN,
+    PYALLOC_MISUSE_LIBC,
     PYALLOC_MISUSE_NOT_ALLOCATED, PYALLOC_MISUSE_NOT_A_BLOCK, PYALLOC_MISUSE_WRONG_DOMAIN,
 };
 use crate::heap::ids::{Op, API, API_C, NAMES};
@@ -96,6 +97,27 @@ pub fn not_allocated(asked: usize, op: Op, p: *mut u8) {
     if !notify(&event, args) {
         fatal(args);
     }
+}
+
+/// Double frees found and left alone (compat mode, or with a misuse handler), per domain asked.
+pub static DOUBLE_FREES: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// `p`, a block of domain `owner` (`size` bytes), is freed again while it is already free:
+/// abort (strict); in compat mode (and with a misuse handler) count it and return: the caller
+/// leaves the block alone (freeing it twice would hand it out twice).
+pub fn double_free(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize) {
+    let args = format_args!(
+        "{}({:p}): double free: the block ({} bytes, {} domain) is already free",
+        API[asked][op as usize],
+        p,
+        size,
+        NAMES[owner],
+    );
+    let event = Event::new(PYALLOC_MISUSE_DOUBLE_FREE, asked, op, p, owner as c_int, size);
+    if !notify(&event, args) && strict() {
+        fatal(args);
+    }
+    DOUBLE_FREES[asked].fetch_add(1, Ordering::Relaxed);
 }
 
 /// Blocks of ours passed to libc's `free` or `realloc`, per owner domain.

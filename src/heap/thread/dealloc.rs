@@ -65,6 +65,9 @@ pub unsafe fn free_in_pool<const D: usize>(
         }
         let b = p as *mut Block;
         let old = (*pool).free;
+        if old == b {
+            return false; // freed twice in a row: the slow path reports it
+        }
         (*b).next = old;
         (*pool).free = b;
         (*pool).set_used((*pool).used() - 1);
@@ -147,12 +150,20 @@ pub(crate) unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p:
         }
         if owner == heap {
             let b = p as *mut Block;
+            if (*pool).free == b {
+                let d = (*pool).domain as usize;
+                return misuse::double_free(d, Op::Free, p, d, (*pool).size);
+            }
             (*b).next = (*pool).free;
             (*pool).free = b;
             (*pool).set_used((*pool).used() - 1);
             track::free_like(p);
             after_free(heap, pool);
         } else if heap == empty_heap() {
+            if (*pool).thread_free.load(Ordering::Relaxed) == p.cast() {
+                let d = (*pool).domain as usize;
+                return misuse::double_free(d, Op::Free, p, d, (*pool).size);
+            }
             remote_free(owner, pool, p.cast(), p.cast(), 1);
             track::free_like(p);
         } else {
@@ -160,6 +171,10 @@ pub(crate) unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p:
             match foreign_index((*pool).domain as usize, (*pool).class as usize) {
                 Some(fi) if FOREIGN_BASE - (*heap).foreign[fi].used() < FOREIGN_CAP => {
                     let f = &mut (*heap).foreign[fi];
+                    if f.free == b {
+                        let d = (*pool).domain as usize;
+                        return misuse::double_free(d, Op::Free, p, d, (*pool).size);
+                    }
                     (*b).next = f.free;
                     f.free = b;
                     f.set_used(f.used() - 1);

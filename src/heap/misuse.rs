@@ -10,8 +10,8 @@
 
 use crate::abi::{
     pyalloc_misuse, pyalloc_misuse_handler, PYALLOC_MISUSE_DOUBLE_FREE, PYALLOC_MISUSE_FOREIGN,
-    PYALLOC_MISUSE_LIBC,
-    PYALLOC_MISUSE_NOT_ALLOCATED, PYALLOC_MISUSE_NOT_A_BLOCK, PYALLOC_MISUSE_WRONG_DOMAIN,
+    PYALLOC_MISUSE_LIBC, PYALLOC_MISUSE_NOT_ALLOCATED, PYALLOC_MISUSE_NOT_A_BLOCK,
+    PYALLOC_MISUSE_WRONG_DOMAIN,
 };
 use crate::heap::ids::{Op, API, API_C, NAMES};
 use crate::platform::probe;
@@ -108,12 +108,16 @@ pub static DOUBLE_FREES: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 pub fn double_free(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize) {
     let args = format_args!(
         "{}({:p}): double free: the block ({} bytes, {} domain) is already free",
-        API[asked][op as usize],
-        p,
-        size,
-        NAMES[owner],
+        API[asked][op as usize], p, size, NAMES[owner],
     );
-    let event = Event::new(PYALLOC_MISUSE_DOUBLE_FREE, asked, op, p, owner as c_int, size);
+    let event = Event::new(
+        PYALLOC_MISUSE_DOUBLE_FREE,
+        asked,
+        op,
+        p,
+        owner as c_int,
+        size,
+    );
     if !notify(&event, args) && strict() {
         fatal(args);
     }

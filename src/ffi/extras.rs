@@ -91,9 +91,7 @@ pub unsafe extern "C" fn pyalloc_stats_report(buf: *mut c_char, len: usize) -> u
 /// Print the statistics report on stderr.
 #[no_mangle]
 pub extern "C" fn pyalloc_stats_print() {
-    let mut w = report::StderrWriter::new();
-    let _ = stats::write_report(&mut w);
-    w.flush();
+    stats::print();
 }
 
 /// Give this thread's cached empty pools back; with `purge` non-zero, also return the pages

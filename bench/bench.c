@@ -245,6 +245,16 @@ static int init_pyalloc_any(alloc_t *a, int raw, char *why, size_t whylen) {
 }
 static int init_pyalloc(alloc_t *a, char *w, size_t n) { return init_pyalloc_any(a, 0, w, n); }
 static int init_pyalloc_raw(alloc_t *a, char *w, size_t n) { return init_pyalloc_any(a, 1, w, n); }
+/* pyalloc with every operation through its checked paths, and under its debug hooks: both read
+ * their variable when the library loads. Opt-in (name them in ALLOCS). */
+static int init_pyalloc_harden(alloc_t *a, char *w, size_t n) {
+    setenv("PYALLOC_HARDEN", "1", 1);
+    return init_pyalloc_any(a, 0, w, n);
+}
+static int init_pyalloc_debug(alloc_t *a, char *w, size_t n) {
+    setenv("PYALLOC_DEBUG", "1", 1);
+    return init_pyalloc_any(a, 0, w, n);
+}
 
 static int init_pymalloc_at(alloc_t *a, const char *prefix, const char *path, int initialize,
                             char *why, size_t whylen);
@@ -402,6 +412,8 @@ static int init_noop(alloc_t *a, char *w, size_t n) {
 static alloc_t ALLOCS[] = {
     {"pyalloc", "pyalloc PyObject_Malloc/Realloc/Free", init_pyalloc, 0, 0, 0, 0, 0, "", NULL},
     {"pyalloc-raw", "pyalloc PyMem_RawMalloc/RawRealloc/RawFree", init_pyalloc_raw, 0, 0, 0, 0, 0, "", NULL},
+    {"pyalloc-harden", "pyalloc PyObject_*, PYALLOC_HARDEN=1 (opt-in)", init_pyalloc_harden, 0, 0, 0, 0, 0, "", NULL},
+    {"pyalloc-debug", "pyalloc PyObject_*, PYALLOC_DEBUG=1: debug hooks (opt-in)", init_pyalloc_debug, 0, 0, 0, 0, 0, "", NULL},
     {"pymalloc-3.11", "CPython 3.11.7 PyObject_Malloc (no Py_Initialize)", init_py311, 0, 0, 0, 1, 0, "", NULL},
     {"pymalloc-3.13", "CPython 3.13.0 PyObject_Malloc (after Py_InitializeEx(0), GIL held)", init_py313, 0, 0, 0, 1, 0, "", NULL},
     {"pymalloc-3.14", "CPython 3.14 PyObject_Malloc (Debian sid, its own loader; Py_InitializeEx(0), GIL held)", init_pyroot, 0, 0, 0, 1, 0, "", NULL},
@@ -1251,8 +1263,11 @@ static run_t run_child(const char *alloc, const char *work, const char *const *e
 }
 
 /* Comma list filter. */
+/* Variants run only when named (ALLOCS=...): they measure a mode, not an allocator. */
+static int opt_in(const char *name) { return !strcmp(name, "pyalloc-harden") || !strcmp(name, "pyalloc-debug"); }
+
 static int in_list(const char *list, const char *name) {
-    if (!list || !*list) return 1;
+    if (!list || !*list) return !opt_in(name);
     size_t n = strlen(name);
     for (const char *p = list; *p;) {
         const char *e = strchr(p, ',');

@@ -140,6 +140,12 @@ typedef struct _typeobject {
 #define PYALLOC_MISUSE_DOUBLE_FREE 6
 
 /*
+ A free block's link was overwritten (an overflow from the block in front of it, or a write
+ after free): found before malloc follows it (`PYALLOC_HARDEN=1`).
+ */
+#define PYALLOC_MISUSE_CORRUPTED 7
+
+/*
  Returned by `pyalloc_domain_of` for a pointer pyalloc does not own.
  */
 #define PYALLOC_DOMAIN_NONE -1

@@ -192,3 +192,6 @@ pub const PYALLOC_MISUSE_LIBC: c_int = 5;
 /// A block freed again while it is already free (found when it is the block freed last in its
 /// pool, the common `free(p); free(p)`).
 pub const PYALLOC_MISUSE_DOUBLE_FREE: c_int = 6;
+/// A free block's link was overwritten (an overflow from the block in front of it, or a write
+/// after free): found before malloc follows it (`PYALLOC_HARDEN=1`).
+pub const PYALLOC_MISUSE_CORRUPTED: c_int = 7;

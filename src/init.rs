@@ -31,6 +31,9 @@ pub fn ensure() {
     domain::interpose::resolve_now();
     let o = start::options();
     domain::set_compat(o.compat);
+    if o.harden {
+        domain::harden::enable();
+    }
     if o.raw_libc {
         domain::set(domain::RAW, &domain::own_allocator(domain::RAW, true));
     }
@@ -222,6 +225,16 @@ fn describe(w: &mut BufWriter<'_>, o: &Options) -> core::fmt::Result {
         opt::DEBUG_QUARANTINE,
         format_args!("{}", o.debug.quarantine),
         if hosted { own_hooks_only } else { "bytes" },
+    )?;
+    line(
+        w,
+        opt::HARDEN,
+        format_args!("{}", on(o.harden)),
+        if o.harden {
+            "checked paths for every allocation and free"
+        } else {
+            ""
+        },
     )
 }
 

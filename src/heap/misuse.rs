@@ -9,9 +9,9 @@
 //! take such pointers, and only what they leave is handled here.
 
 use crate::abi::{
-    pyalloc_misuse, pyalloc_misuse_handler, PYALLOC_MISUSE_DOUBLE_FREE, PYALLOC_MISUSE_FOREIGN,
-    PYALLOC_MISUSE_LIBC, PYALLOC_MISUSE_NOT_ALLOCATED, PYALLOC_MISUSE_NOT_A_BLOCK,
-    PYALLOC_MISUSE_WRONG_DOMAIN,
+    pyalloc_misuse, pyalloc_misuse_handler, PYALLOC_MISUSE_CORRUPTED, PYALLOC_MISUSE_DOUBLE_FREE,
+    PYALLOC_MISUSE_FOREIGN, PYALLOC_MISUSE_LIBC, PYALLOC_MISUSE_NOT_ALLOCATED,
+    PYALLOC_MISUSE_NOT_A_BLOCK, PYALLOC_MISUSE_WRONG_DOMAIN,
 };
 use crate::heap::ids::{Op, API, API_C, NAMES};
 use crate::platform::probe;
@@ -66,8 +66,8 @@ pub fn wrong_domain(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize)
     MISMATCHES[asked].fetch_add(1, Ordering::Relaxed);
 }
 
-/// `p` is inside a pool of ours but is not the start of a block: abort, or with a misuse
-/// handler, report it and return (the caller leaves `p` alone).
+/// `p` is inside a pool of ours but is not the start of a block: abort (strict); in compat
+/// mode (and with a misuse handler) report and count it, and the caller leaves `p` alone.
 pub fn not_a_block(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize) {
     let args = format_args!(
         "{}({:p}): not the start of a block: the address lies inside a pool of {}-byte blocks",
@@ -81,22 +81,33 @@ pub fn not_a_block(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize) 
         owner as c_int,
         size,
     );
-    if !notify(&event, args) {
-        fatal(args);
-    }
+    tolerate(&event, args);
 }
 
 /// `p` points into pool memory that holds no allocated block (double free, or stale pointer):
-/// abort, or with a misuse handler, report it and return (the caller leaves `p` alone).
+/// as [`not_a_block`].
 pub fn not_allocated(asked: usize, op: Op, p: *mut u8) {
     let args = format_args!(
         "{}({:p}): the block is not allocated: its pool is free (double free or stale pointer)",
         API[asked][op as usize], p
     );
     let event = Event::new(PYALLOC_MISUSE_NOT_ALLOCATED, asked, op, p, -1, 0);
-    if !notify(&event, args) {
-        fatal(args);
+    tolerate(&event, args);
+}
+
+/// Invalid pointers left alone in compat mode (interior, not allocated, freed twice).
+pub static LEFT_ALONE: AtomicU64 = AtomicU64::new(0);
+
+/// A pointer that must not be freed: abort (strict); else tell the handler or, without one,
+/// say so on stderr; count it. The caller leaves the pointer alone.
+fn tolerate(event: &Event, args: fmt::Arguments<'_>) {
+    if !notify(event, args) {
+        if strict() {
+            fatal(args);
+        }
+        warn(format_args!("{args}; left alone (compat mode)"));
     }
+    LEFT_ALONE.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Double frees found and left alone (compat mode, or with a misuse handler), per domain asked.
@@ -118,10 +129,35 @@ pub fn double_free(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize) 
         owner as c_int,
         size,
     );
-    if !notify(&event, args) && strict() {
-        fatal(args);
-    }
+    tolerate(&event, args);
     DOUBLE_FREES[asked].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Corrupted free-list links found (and the lists dropped), per domain.
+pub static CORRUPTED: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
+
+/// The free block at `block` of domain `d`'s `size`-byte class held `link`, which is no free
+/// block of that class: abort (strict); in compat mode (and with a misuse handler) count it, and the
+/// caller drops the rest of the list (its blocks stay unused: nothing is handed out twice).
+pub fn corrupted_link(d: usize, size: usize, block: *mut u8, link: *mut u8) {
+    let args = format_args!(
+        "{}: free list corrupted: the free block at {:p} ({} bytes, {} domain) held the link {:p}, which is no free block of that size (an overflow from the block in front of it, or a write after free?); caught before malloc followed it",
+        API[d][Op::Malloc as usize],
+        block,
+        size,
+        NAMES[d],
+        link,
+    );
+    let event = Event::new(
+        PYALLOC_MISUSE_CORRUPTED,
+        d,
+        Op::Malloc,
+        link,
+        d as c_int,
+        size,
+    );
+    tolerate(&event, args);
+    CORRUPTED[d].fetch_add(1, Ordering::Relaxed);
 }
 
 /// Blocks of ours passed to libc's `free` or `realloc`, per owner domain.

@@ -11,6 +11,7 @@
 //! | `PYALLOC_DEBUG` | a boolean: install the debug hooks at load (standalone: pyalloc's; in a CPython host: CPython's, over pyalloc, as `PYTHONMALLOC=debug`) | off |
 //! | `PYALLOC_DEBUG_BACKTRACE` | a boolean: record where debug-hooked blocks are allocated and freed (pyalloc's hooks only) | off |
 //! | `PYALLOC_DEBUG_QUARANTINE` | a size: bytes of freed blocks the debug hooks hold back before reuse (pyalloc's hooks only) | `1M` |
+//! | `PYALLOC_HARDEN` | a boolean: serve every allocation and free through checked paths (free-list links, interior pointers, double frees; `domain/harden.rs`) | off |
 //!
 //! Booleans: `1`, `true`, `yes`, `on` and `0`, `false`, `no`, `off`, in any case; empty is
 //! off. Sizes: a number of bytes with an optional unit in any case: `K`, `KiB` (1024), `M`,
@@ -29,7 +30,7 @@ use core::ffi::{c_char, CStr};
 use core::fmt::{self, Write};
 
 /// Every option, in the order of the table above (index = bit of [`Options::given`]).
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "PYALLOC_CHECK",
     "PYALLOC_RAW",
     "PYALLOC_PURGE_KEEP",
@@ -39,6 +40,7 @@ pub const NAMES: [&str; 9] = [
     "PYALLOC_DEBUG",
     "PYALLOC_DEBUG_BACKTRACE",
     "PYALLOC_DEBUG_QUARANTINE",
+    "PYALLOC_HARDEN",
 ];
 pub const CHECK: usize = 0;
 pub const RAW: usize = 1;
@@ -49,6 +51,7 @@ pub const STATS: usize = 5;
 pub const DEBUG: usize = 6;
 pub const DEBUG_BACKTRACE: usize = 7;
 pub const DEBUG_QUARANTINE: usize = 8;
+pub const HARDEN: usize = 9;
 
 /// `PYALLOC_*` variables the project's tooling reads, not the library: never reported.
 /// `PYALLOC_LIB` (python/, bench/: where libpyalloc.so is), `PYALLOC_CPYTHON_CACHE` and
@@ -284,6 +287,8 @@ pub struct Options {
     pub purge_delay_ms: u64,
     pub verbose: bool,
     pub debug: DebugOptions,
+    /// PYALLOC_HARDEN: every allocation and free through the checked paths (`domain::harden`).
+    pub harden: bool,
     /// Bit `i`: option [`NAMES`]`[i]` was set to a value that parsed (otherwise: its default).
     pub given: u16,
 }
@@ -389,9 +394,11 @@ pub fn parse(get: Getter<'_>, notes: &mut Notes) -> Options {
             backtrace: false,
             quarantine: 0,
         },
+        harden: false,
         given: 0,
     };
     o.verbose = flag(get, VERBOSE, false, &mut given, notes);
+    o.harden = flag(get, HARDEN, false, &mut given, notes);
     if let Some(v) = get(c"PYALLOC_STATS") {
         let plain = !v.starts_with(b"json:") && !v.starts_with(b"text:");
         if plain && parse_bool(v).is_none() {
@@ -783,7 +790,7 @@ mod tests {
         );
         assert_eq!(
             names_notes(&["PYALLOC_FOO"]),
-            "pyalloc: unknown option PYALLOC_FOO (options: PYALLOC_CHECK, PYALLOC_RAW, PYALLOC_PURGE_KEEP, PYALLOC_PURGE_DELAY, PYALLOC_VERBOSE, PYALLOC_STATS, PYALLOC_DEBUG, PYALLOC_DEBUG_BACKTRACE, PYALLOC_DEBUG_QUARANTINE)\n"
+            "pyalloc: unknown option PYALLOC_FOO (options: PYALLOC_CHECK, PYALLOC_RAW, PYALLOC_PURGE_KEEP, PYALLOC_PURGE_DELAY, PYALLOC_VERBOSE, PYALLOC_STATS, PYALLOC_DEBUG, PYALLOC_DEBUG_BACKTRACE, PYALLOC_DEBUG_QUARANTINE, PYALLOC_HARDEN)\n"
         );
     }
 

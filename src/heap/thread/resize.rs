@@ -152,3 +152,42 @@ pub fn usable_size(p: *mut u8) -> usize {
         }
     }
 }
+
+/// `PYALLOC_HARDEN`: after `p` (a block of domain `D`) was handed out, check the link the next
+/// malloc of its class will follow, the head of this thread's list for that class: null, or a
+/// free block of that class and domain in a pool in use, at a block start. Otherwise it is
+/// reported (`misuse::corrupted_link`) and the list is dropped (compat).
+pub fn check_next_link<const D: usize>(p: *mut u8) {
+    let pool = pagemap::lookup(p as usize);
+    let heap = tls::get();
+    if pool.is_null() || heap == empty_heap() {
+        return;
+    }
+    // SAFETY: `pool` is a live descriptor from the page map; `heap` is this thread's, so its
+    // slots and their free lists are ours to read and reset.
+    unsafe {
+        if (*pool).kind != Kind::Pool {
+            return;
+        }
+        let c = (*pool).class as usize;
+        let slot = *(*heap).pools.get_unchecked(D).get_unchecked(c);
+        let next = (*slot).free;
+        if next.is_null() {
+            return;
+        }
+        let q = pagemap::lookup(next as usize);
+        let ok = !q.is_null() && {
+            let tag = (*q).owner_tag.load(Ordering::Acquire);
+            (*q).kind == Kind::Pool
+                && tag != TAG_FREE
+                && tag != TAG_CACHED
+                && (*q).class as usize == c
+                && tag & 3 == D
+                && (*q).is_block_start(next as usize)
+        };
+        if !ok {
+            misuse::corrupted_link(D, (*pool).size, p, next.cast());
+            (*slot).free = ptr::null_mut();
+        }
+    }
+}

@@ -108,6 +108,7 @@ fn may_release<const D: usize>(op: Op, p: *mut u8) -> bool {
 }
 
 unsafe extern "C" fn h_malloc<const D: usize>(_ctx: *mut c_void, n: usize) -> *mut c_void {
+    heap::check_head::<D>(n);
     let p = heap::malloc::<D>(n);
     if !p.is_null() {
         // SAFETY: a fresh block of domain D.
@@ -121,6 +122,7 @@ unsafe extern "C" fn h_calloc<const D: usize>(
     nelem: usize,
     elsize: usize,
 ) -> *mut c_void {
+    heap::check_head::<D>(nelem.saturating_mul(elsize));
     let p = heap::calloc::<D>(nelem, elsize);
     if !p.is_null() {
         // SAFETY: a fresh block of domain D (its second word was zero and stays zero).
@@ -142,10 +144,35 @@ unsafe extern "C" fn h_realloc<const D: usize>(
     if !may_release::<D>(Op::Realloc, p) {
         return ptr::null_mut();
     }
+    // If the block moves, the old one is freed inside realloc: it must carry its canary then
+    // too. Put it in now, and give the caller's second word back wherever it is afterwards.
+    let old = heap::usable_size(p);
+    // SAFETY: the start of a live block of ours (may_release): two words are there.
+    let word1 = unsafe { p.cast::<usize>().add(1).read() };
+    let mine = !pagemap::lookup(p as usize).is_null() && old >= 16;
+    if mine {
+        // SAFETY: as above.
+        unsafe { p.cast::<usize>().add(1).write(canary(p)) };
+    }
+    heap::check_head::<D>(n);
     // SAFETY: `p` passed the checks; realloc's contract otherwise.
     let q = unsafe { heap::realloc::<D>(p, n) };
-    if !q.is_null() && q != p {
-        if n <= 8 {
+    if q.is_null() {
+        if mine {
+            // SAFETY: realloc failed: `p` is still the caller's live block.
+            unsafe { p.cast::<usize>().add(1).write(word1) };
+        }
+        return ptr::null_mut();
+    }
+    let copied = if q == p { old } else { old.min(n) };
+    if mine && copied > 8 {
+        // The caller's bytes 8.. of the second word, where the copy (or the block) has them.
+        let k = (copied - 8).min(8);
+        // SAFETY: `q` holds at least `copied` bytes; the source is a local.
+        unsafe { ptr::copy_nonoverlapping((&word1 as *const usize).cast::<u8>(), q.add(8), k) };
+    }
+    if q != p {
+        if copied <= 8 {
             // The copy did not reach the second word: it may be a stale canary (and is not the
             // caller's: only `n` bytes are).
             // SAFETY: a fresh block of ours (at least 16 bytes).

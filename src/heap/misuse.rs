@@ -141,7 +141,7 @@ pub static CORRUPTED: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 /// caller drops the rest of the list (its blocks stay unused: nothing is handed out twice).
 pub fn corrupted_link(d: usize, size: usize, block: *mut u8, link: *mut u8) {
     let args = format_args!(
-        "{}: free list corrupted: the free block at {:p} ({} bytes, {} domain) held the link {:p}, which is no free block of that size (an overflow from the block in front of it, or a write after free?); caught before malloc followed it",
+        "{}: free list corrupted: the free block at {:p} ({} bytes, {} domain) held the link {:p}, which is no free block of that size (an overflow from the block in front of it, or a write after free?); caught before malloc followed it (0x0: the list's head itself)",
         API[d][Op::Malloc as usize],
         block,
         size,

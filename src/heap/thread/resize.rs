@@ -159,17 +159,34 @@ pub fn usable_size(p: *mut u8) -> usize {
 /// reported (`misuse::corrupted_link`) and the list is dropped (compat).
 pub fn check_next_link<const D: usize>(p: *mut u8) {
     let pool = pagemap::lookup(p as usize);
-    let heap = tls::get();
-    if pool.is_null() || heap == empty_heap() {
+    if pool.is_null() {
         return;
     }
-    // SAFETY: `pool` is a live descriptor from the page map; `heap` is this thread's, so its
-    // slots and their free lists are ours to read and reset.
+    // SAFETY: a live descriptor from the page map.
     unsafe {
-        if (*pool).kind != Kind::Pool {
-            return;
+        if (*pool).kind == Kind::Pool {
+            check_class_head::<D>((*pool).class as usize, p);
         }
-        let c = (*pool).class as usize;
+    }
+}
+
+/// `PYALLOC_HARDEN`: before an allocation of `n` bytes, check the head of this thread's list
+/// for that size's class (as [`check_next_link`]), so that no path that allocates inside the
+/// heap (realloc's move, calloc) follows a link the last check did not see.
+pub fn check_head<const D: usize>(n: usize) {
+    if n <= MEDIUM_MAX {
+        check_class_head::<D>(class_of(n.max(1)), ptr::null_mut());
+    }
+}
+
+fn check_class_head<const D: usize>(c: usize, after: *mut u8) {
+    let heap = tls::get();
+    if heap == empty_heap() {
+        return;
+    }
+    // SAFETY: `heap` is this thread's, so its slots and their free lists are ours to read and
+    // reset; descriptors from the page map are live.
+    unsafe {
         let slot = *(*heap).pools.get_unchecked(D).get_unchecked(c);
         let next = (*slot).free;
         if next.is_null() {
@@ -186,7 +203,7 @@ pub fn check_next_link<const D: usize>(p: *mut u8) {
                 && (*q).is_block_start(next as usize)
         };
         if !ok {
-            misuse::corrupted_link(D, (*pool).size, p, next.cast());
+            misuse::corrupted_link(D, block_size(c), after, next.cast());
             (*slot).free = ptr::null_mut();
         }
     }

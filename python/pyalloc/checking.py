@@ -17,6 +17,8 @@ KINDS = {
     3: "block not allocated (double free or stale pointer)",
     4: "pointer not owned by pyalloc",
     5: "pyalloc block given to libc",
+    6: "double free",
+    7: "free list corrupted (overflow or write after free)",
 }
 DOMAINS = {-1: "libc", 0: "raw", 1: "mem", 2: "object"}
 

@@ -28,6 +28,12 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--stats", action="store_true", help="print the statistics report on stderr at exit")
     p.add_argument("--stats-json", metavar="FILE", help="write the statistics as JSON to FILE at exit (%%p: the pid)")
+    p.add_argument(
+        "--harden",
+        action="store_true",
+        help="every allocation and free through checked paths: overflows into free blocks, "
+        "interior pointers, double frees (several times slower)",
+    )
     p.add_argument("--verbose", action="store_true", help="print what pyalloc decided at load")
 
 
@@ -62,6 +68,7 @@ def environment(
     stats_json: Optional[str] = None,
     verbose: bool = False,
     base: Optional[Dict[str, str]] = None,
+    harden: bool = False,
 ) -> Dict[str, str]:
     """The environment that makes pyalloc serve a program: ``LD_PRELOAD`` first, then the
     options as ``PYALLOC_*`` variables."""
@@ -78,6 +85,8 @@ def environment(
         env["PYALLOC_STATS"] = "1"
     if verbose:
         env["PYALLOC_VERBOSE"] = "1"
+    if harden:
+        env["PYALLOC_HARDEN"] = "1"
     return env
 
 
@@ -110,7 +119,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.stats and args.stats_json:
         sys.stderr.write("pyalloc: choose one of --stats and --stats-json\n")
         return 2
-    env = environment(_library(), args.check, args.stats, args.stats_json, args.verbose)
+    env = environment(_library(), args.check, args.stats, args.stats_json, args.verbose, harden=args.harden)
     if args.command == "exec":
         cmd = list(args.cmd)
         if cmd and cmd[0] == "--":

@@ -36,6 +36,13 @@ def pytest_addoption(parser) -> None:
         help="serve the session with pyalloc; strict: a domain mix fails the test that made it "
         "(with the pointer, the domains and the Python traceback); compat: mixes are counted",
     )
+    group.addoption(
+        "--pyalloc-harden",
+        action="store_true",
+        default=False,
+        help="with --pyalloc-check: also every allocation and free through pyalloc's checked paths "
+        "(overflows into free blocks, interior pointers, double frees; several times slower)",
+    )
 
 
 class _State:
@@ -72,7 +79,7 @@ def _restart(config, check: str) -> None:
     capman = config.pluginmanager.getplugin("capturemanager")
     if capman is not None:
         capman.stop_global_capturing()
-    env = environment(lib, check=check)
+    env = environment(lib, check=check, harden=bool(config.getoption("pyalloc_harden")))
     env[_REEXEC] = "1"
     sys.stdout.flush()
     sys.stderr.flush()
@@ -85,6 +92,12 @@ def pytest_cmdline_main(config):
     check = config.getoption("pyalloc_check")
     if check is not None and not active():
         _restart(config, check)
+    if check is not None and config.getoption("pyalloc_harden"):
+        if os.environ.get("PYALLOC_HARDEN", "").lower() not in ("1", "true", "yes", "on"):
+            raise pytest.UsageError(
+                "--pyalloc-harden: pyalloc already serves this interpreter without "
+                "PYALLOC_HARDEN=1, which is read at start; run it with PYALLOC_HARDEN=1"
+            )
     return None
 
 

@@ -41,6 +41,25 @@ static PyObject *libc_free_of_mem(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* An 8-byte overflow into a free neighbour (its free-list link), then more allocations: only
+ * pyalloc's hardened paths (PYALLOC_HARDEN=1) catch it before malloc follows the link. */
+static PyObject *overflow_into_free(PyObject *self, PyObject *args) {
+    (void)self;
+    (void)args;
+    for (int i = 0; i < 1000; i++) {
+        char *a = PyMem_Malloc(48), *b = PyMem_Malloc(48);
+        if (b == a + 48) {
+            PyMem_Free(b);
+            memset(a, 'A', 56);
+            void *x = PyMem_Malloc(48), *y = PyMem_Malloc(48);
+            (void)x;
+            (void)y;
+            Py_RETURN_NONE; /* the blocks stay allocated: this extension leaks on purpose */
+        }
+    }
+    Py_RETURN_NONE;
+}
+
 /* Correct use of every domain. */
 static PyObject *correct(PyObject *self, PyObject *args) {
     (void)self;
@@ -57,6 +76,7 @@ static PyMethodDef methods[] = {
     {"mem_free_of_object", mem_free_of_object, METH_NOARGS, "PyMem_Free of a PyObject_Malloc block"},
     {"object_free_of_mem", object_free_of_mem, METH_NOARGS, "PyObject_Free of a PyMem_Malloc block"},
     {"libc_free_of_mem", libc_free_of_mem, METH_NOARGS, "free() of a PyMem_Malloc block"},
+    {"overflow_into_free", overflow_into_free, METH_NOARGS, "an 8-byte overflow into a free block"},
     {"correct", correct, METH_NOARGS, "every domain used correctly"},
     {NULL, NULL, 0, NULL},
 };

@@ -203,8 +203,9 @@ fn check_class_head<const D: usize>(c: usize, after: *mut u8) {
                 && (*q).is_block_start(next as usize)
         };
         if !ok {
-            misuse::corrupted_link(D, block_size(c), after, next.cast());
+            // Dropped first: the report may allocate (a misuse handler), from this list too.
             (*slot).free = ptr::null_mut();
+            misuse::corrupted_link(D, block_size(c), after, next.cast());
         }
     }
 }

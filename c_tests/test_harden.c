@@ -37,7 +37,29 @@ static int distinct_after(size_t n, int k) {
     return ok;
 }
 
+static int heard;
+static void allocating_handler(const pyalloc_misuse *m, void *arg) {
+    (void)arg;
+    heard += m->kind == PYALLOC_MISUSE_CORRUPTED;
+    /* A handler that allocates from the very list that was found corrupted (a test harness
+     * recording a traceback does). */
+    for (int i = 0; i < 4; i++) PyMem_Free(PyMem_Malloc(48));
+}
+
 static int scenario(const char *name) {
+    if (!strcmp(name, "overflow8_handler")) {
+        pyalloc_set_misuse_handler(allocating_handler, NULL);
+        unsigned char *a, *b;
+        neighbours(48, &a, &b);
+        unsigned char *c = PyMem_Malloc(48);
+        PyMem_Free(c);
+        PyMem_Free(b);
+        memset(a, 'A', 56);
+        (void)PyMem_Malloc(48);
+        (void)PyMem_Malloc(48);
+        fprintf(stderr, "heard %d\n", heard);
+        return heard == 1 && distinct_after(48, 40) ? 0 : 5;
+    }
     if (!strcmp(name, "overflow8")) {
         unsigned char *a, *b;
         neighbours(48, &a, &b);
@@ -183,6 +205,12 @@ int main(int argc, char **argv) {
     expect_abort(self, "overflow8", "free list corrupted");
     expect_abort(self, "overflow8", "held the link 0x4141414141414141");
     expect_goes_on(self, "overflow8", "");
+    {
+        char out3[8192];
+        int st3 = run_scenario(self, "overflow8_handler", "strict", 1, out3, sizeof out3);
+        CHECK(WIFEXITED(st3) && WEXITSTATUS(st3) == 0 && strstr(out3, "heard 1"),
+              "strict with an allocating handler: reported once, the program goes on (status %#x) [%s]", st3, out3);
+    }
     expect_abort(self, "overflow1", "free list corrupted");
     expect_goes_on(self, "overflow1", "misaligned");
     expect_abort(self, "use_after_free", "0x4242424242424242");

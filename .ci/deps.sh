@@ -14,6 +14,9 @@ if [ "$want" = test ]; then
     command -v pkg-config >/dev/null || pkgs+=(pkg-config)
     command -v valgrind >/dev/null || pkgs+=(valgrind)
     command -v python3 >/dev/null || pkgs+=(python3)
+    # make package-test builds the wheel with pip and installs it into fresh venvs.
+    python3 -m pip --version >/dev/null 2>&1 || pkgs+=(python3-pip)
+    python3 -c 'import ensurepip' >/dev/null 2>&1 || pkgs+=(python3-venv)
     # make install-test links a program with cc -static: glibc's libc.a.
     if command -v cc >/dev/null; then
         case $(cc -print-file-name=libc.a) in /*) ;; *) pkgs+=(libc6-dev) ;; esac

@@ -154,28 +154,10 @@ static int scenario(const char *name) {
 }
 
 static int run_scenario(const char *self, const char *name, const char *mode, int harden, char *out, size_t outlen) {
-    int fds[2];
-    if (pipe(fds) != 0) return -1;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        dup2(fds[1], 1);
-        close(fds[0]);
-        char check[64];
-        snprintf(check, sizeof check, "PYALLOC_CHECK=%s", mode);
-        char *env[] = {check, harden ? "PYALLOC_HARDEN=1" : "PYALLOC_HARDEN=0", NULL};
-        execve(self, (char *[]){(char *)self, "scenario", (char *)name, NULL}, env);
-        _exit(4);
-    }
-    close(fds[1]);
-    size_t got = 0;
-    ssize_t n;
-    while (got + 1 < outlen && (n = read(fds[0], out + got, outlen - 1 - got)) > 0) got += (size_t)n;
-    out[got] = 0;
-    close(fds[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return st;
+    char check[64];
+    snprintf(check, sizeof check, "PYALLOC_CHECK=%s", mode);
+    char *env[] = {check, harden ? "PYALLOC_HARDEN=1" : "PYALLOC_HARDEN=0", NULL};
+    return run_exec(self, (char *[]){(char *)self, "scenario", (char *)name, NULL}, env, out, outlen);
 }
 
 static void expect_abort(const char *self, const char *name, const char *want) {

@@ -210,25 +210,10 @@ int main(int argc, char **argv) {
     ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
     if (n <= 0) return 2;
     self[n] = 0;
-    int fds[2];
-    if (pipe(fds) != 0) return 2;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 1);
-        dup2(fds[1], 2);
-        close(fds[0]);
-        char *env[] = {"PYALLOC_HARDEN=1", "PYALLOC_CHECK=compat", NULL};
-        execve(self, (char *[]){self, "child", NULL}, env);
-        _exit(4);
-    }
-    close(fds[1]);
     static char out[1 << 20];
-    size_t got = 0;
-    ssize_t k;
-    while (got + 1 < sizeof out && (k = read(fds[0], out + got, sizeof out - 1 - got)) > 0) got += (size_t)k;
-    out[got] = 0;
-    int st = 0;
-    waitpid(pid, &st, 0);
+    char *env[] = {"PYALLOC_HARDEN=1", "PYALLOC_CHECK=compat", NULL};
+    int st = run_exec(self, (char *[]){self, "child", NULL}, env, out, sizeof out);
+    size_t got = strlen(out);
     /* The compat warnings fill the output; show the summary and the failures. */
     char *line = strstr(out, "injected ");
     CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "hardened compat run: exit 0 (status %#x): %s", st,

@@ -141,4 +141,30 @@ static inline int run_in_child(void (*body)(void *), void *arg, const char *env,
     return status;
 }
 
+/* Run `path` with `argv` and exactly the environment `env` (a fresh process: the library reads
+ * its variables at load) with stdout and stderr going to a pipe; return its wait status and what
+ * it printed, NUL terminated, in out. */
+static inline int run_exec(const char *path, char *const argv[], char *const env[], char *out, size_t outlen) {
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        dup2(fds[1], 1);
+        execve(path, argv, env);
+        _exit(4);
+    }
+    close(fds[1]);
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < outlen && (n = read(fds[0], out + got, outlen - 1 - got)) > 0) got += (size_t)n;
+    out[got] = 0;
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
 #endif

@@ -111,6 +111,20 @@ static inline size_t expected_block_size(size_t n) {
     return (n + 4095) & ~(size_t)4095;
 }
 
+/* Read what the child `pid` writes into the pipe `fds` until it closes, NUL terminated, into
+ * out; return its wait status. */
+static inline int collect_child(pid_t pid, int fds[2], char *out, size_t outlen) {
+    close(fds[1]);
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < outlen && (n = read(fds[0], out + got, outlen - 1 - got)) > 0) got += (size_t)n;
+    out[got] = 0;
+    close(fds[0]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
 /* Run body(arg) in a forked child (no core dumps; `env`, if given, is put in its environment
  * first) whose stderr and stdout go to a pipe; return its wait status and what it printed, NUL
  * terminated, in out. The child exits 0 when body returns. */
@@ -130,15 +144,7 @@ static inline int run_in_child(void (*body)(void *), void *arg, const char *env,
         fflush(NULL);
         _exit(0);
     }
-    close(fds[1]);
-    size_t got = 0;
-    ssize_t n;
-    while (got + 1 < outlen && (n = read(fds[0], out + got, outlen - 1 - got)) > 0) got += (size_t)n;
-    out[got] = 0;
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return status;
+    return collect_child(pid, fds, out, outlen);
 }
 
 /* Run `path` with `argv` and exactly the environment `env` (a fresh process: the library reads
@@ -156,15 +162,7 @@ static inline int run_exec(const char *path, char *const argv[], char *const env
         execve(path, argv, env);
         _exit(4);
     }
-    close(fds[1]);
-    size_t got = 0;
-    ssize_t n;
-    while (got + 1 < outlen && (n = read(fds[0], out + got, outlen - 1 - got)) > 0) got += (size_t)n;
-    out[got] = 0;
-    close(fds[0]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return status;
+    return collect_child(pid, fds, out, outlen);
 }
 
 #endif

@@ -84,27 +84,36 @@ unsafe fn handed_out<const D: usize>(p: *mut u8) {
     heap::check_next_link::<D>(p);
 }
 
-/// Whether `p` may be freed or resized through domain `D`: an interior pointer or a block
-/// still carrying its canary is reported (and, when the program goes on, left alone).
-/// Pointers the page map does not own, and blocks of free pools, go on to the heap's own checks.
-fn may_release<const D: usize>(op: Op, p: *mut u8) -> bool {
+/// What the checks say of a pointer given to free or realloc through domain `D`.
+enum Release {
+    /// The start of a live block of ours, of this many usable bytes, carrying no canary.
+    Block(usize),
+    /// Not a live block of ours (not in the page map, or in a free pool): the heap's own checks
+    /// decide, and nothing here reads or writes its bytes.
+    Heap,
+    /// An interior pointer or a block still carrying its canary: reported, and (when the
+    /// program goes on) left alone.
+    Refused,
+}
+
+fn release_check<const D: usize>(op: Op, p: *mut u8) -> Release {
     let pool = pagemap::lookup(p as usize);
     let Some(owner) = heap::domain_of(p) else {
-        return true; // not ours, or a free pool: the heap reports it
+        return Release::Heap;
     };
     // SAFETY: `pool` is a live descriptor (domain_of found it in use).
     let size = unsafe { (*pool).size };
     // SAFETY: as above.
     if !unsafe { (*pool).is_block_start(p as usize) } {
         misuse::not_a_block(D, op, p, owner, size);
-        return false;
+        return Release::Refused;
     }
     // SAFETY: the start of a block of ours: two words are there.
     if unsafe { p.cast::<usize>().add(1).read() } == canary(p) {
         misuse::double_free(D, op, p, owner, size);
-        return false;
+        return Release::Refused;
     }
-    true
+    Release::Block(size)
 }
 
 unsafe extern "C" fn h_malloc<const D: usize>(_ctx: *mut c_void, n: usize) -> *mut c_void {
@@ -141,31 +150,31 @@ unsafe extern "C" fn h_realloc<const D: usize>(
         // SAFETY: as malloc.
         return unsafe { h_malloc::<D>(ctx, n) };
     }
-    if !may_release::<D>(Op::Realloc, p) {
-        return ptr::null_mut();
-    }
+    let old = match release_check::<D>(Op::Realloc, p) {
+        Release::Refused => return ptr::null_mut(),
+        Release::Heap => {
+            heap::check_head::<D>(n);
+            // SAFETY: realloc's contract; the heap reports what is not a block of ours.
+            return unsafe { heap::realloc::<D>(p, n) }.cast();
+        }
+        Release::Block(size) => size,
+    };
     // If the block moves, the old one is freed inside realloc: it must carry its canary then
     // too. Put it in now, and give the caller's second word back wherever it is afterwards.
-    let old = heap::usable_size(p);
-    // SAFETY: the start of a live block of ours (may_release): two words are there.
+    // SAFETY: the start of a live block of ours of `old` (at least 16) bytes.
     let word1 = unsafe { p.cast::<usize>().add(1).read() };
-    let mine = !pagemap::lookup(p as usize).is_null() && old >= 16;
-    if mine {
-        // SAFETY: as above.
-        unsafe { p.cast::<usize>().add(1).write(canary(p)) };
-    }
+    // SAFETY: as above.
+    unsafe { p.cast::<usize>().add(1).write(canary(p)) };
     heap::check_head::<D>(n);
     // SAFETY: `p` passed the checks; realloc's contract otherwise.
     let q = unsafe { heap::realloc::<D>(p, n) };
     if q.is_null() {
-        if mine {
-            // SAFETY: realloc failed: `p` is still the caller's live block.
-            unsafe { p.cast::<usize>().add(1).write(word1) };
-        }
+        // SAFETY: realloc failed: `p` is still the caller's live block.
+        unsafe { p.cast::<usize>().add(1).write(word1) };
         return ptr::null_mut();
     }
     let copied = if q == p { old } else { old.min(n) };
-    if mine && copied > 8 {
+    if copied > 8 {
         // The caller's bytes 8.. of the second word, where the copy (or the block) has them.
         let k = (copied - 8).min(8);
         // SAFETY: `q` holds at least `copied` bytes; the source is a local.
@@ -185,12 +194,14 @@ unsafe extern "C" fn h_realloc<const D: usize>(
 
 unsafe extern "C" fn h_free<const D: usize>(_ctx: *mut c_void, p: *mut c_void) {
     let p: *mut u8 = p.cast();
-    if p.is_null() || !may_release::<D>(Op::Free, p) {
+    if p.is_null() {
         return;
     }
-    if !pagemap::lookup(p as usize).is_null() {
-        // SAFETY: the start of a live block of ours (may_release): two words are there.
-        unsafe { p.cast::<usize>().add(1).write(canary(p)) };
+    match release_check::<D>(Op::Free, p) {
+        Release::Refused => return,
+        // SAFETY: the start of a live block of ours: two words are there.
+        Release::Block(_) => unsafe { p.cast::<usize>().add(1).write(canary(p)) },
+        Release::Heap => {}
     }
     // SAFETY: free's contract; the checks passed.
     unsafe { heap::free::<D>(p) }

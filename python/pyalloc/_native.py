@@ -36,10 +36,9 @@ def shipped_path() -> Optional[str]:
     env = os.environ.get("PYALLOC_LIB")
     if env and os.path.exists(env):
         return os.path.abspath(env)
-    for pattern in ("libpyalloc*.so*",):
-        found = sorted(glob.glob(os.path.join(_HERE, pattern)))
-        if found:
-            return found[0]
+    found = sorted(glob.glob(os.path.join(_HERE, "libpyalloc*.so*")))
+    if found:
+        return found[0]
     tree = os.path.normpath(os.path.join(_HERE, "..", "..", "target", "release", "libpyalloc.so"))
     if os.path.exists(tree):
         return tree

@@ -52,7 +52,6 @@ class _State:
         self.current: Optional[str] = None
         self.by_test: Dict[str, List] = {}
         self.outside: List = []
-        self.seen = 0
         # From the reports (pytest-xdist's workers send theirs to the controller).
         self.reported = 0
         self.failed_tests = 0
@@ -121,7 +120,6 @@ def _record(event) -> None:
     st = _state
     if st is None:
         return
-    st.seen += 1
     if st.current is None:
         st.outside.append(event)
     else:

@@ -1,5 +1,5 @@
-/* Random misuse injected into random malloc/realloc/free sequences on two threads, with
- * PYALLOC_HARDEN=1 and compat checking (the program goes on after each misuse): double frees of
+/* Random misuse injected into random malloc/realloc/free sequences on two threads, in the
+ * default mode and with PYALLOC_HARDEN=1, with compat checking (the program goes on after each misuse): double frees of
  * blocks the thread freed, interior-pointer frees and reallocs, 8-byte overflows into a free
  * neighbour, wrong-domain frees. Checked all along: every live block keeps its contents, malloc
  * never hands out a block that is live, and every double free and interior pointer is reported
@@ -12,7 +12,7 @@
 #include <sys/wait.h>
 
 #define SLOTS 600
-#define STEPS 60000
+#define STEPS 200000
 
 static atomic_long reported, injected_sure, corrupted_found;
 
@@ -211,21 +211,25 @@ int main(int argc, char **argv) {
     if (n <= 0) return 2;
     self[n] = 0;
     static char out[1 << 20];
-    char *env[] = {"PYALLOC_HARDEN=1", "PYALLOC_CHECK=compat", NULL};
-    int st = run_exec(self, (char *[]){self, "child", NULL}, env, out, sizeof out);
-    size_t got = strlen(out);
-    /* The compat warnings fill the output; show the summary and the failures. */
-    char *line = strstr(out, "injected ");
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "hardened compat run: exit 0 (status %#x): %s", st,
-          strstr(out, "live block") ? strstr(out, "live block") : (line ? line : out + (got > 2000 ? got - 2000 : 0)));
-    CHECK(line != NULL, "summary printed");
-    if (line) {
-        long inj = 0, rep = 0;
-        sscanf(line, "injected %ld double frees and interior pointers; %ld", &inj, &rep);
-        CHECK(inj > 500 && rep >= inj, "every injected double free and interior pointer reported (%ld of %ld)", rep, inj);
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = 0;
-        printf("%s\n", line);
+    for (int harden = 0; harden < 2; harden++) {
+        char *env[] = {harden ? "PYALLOC_HARDEN=1" : "PYALLOC_HARDEN=0", "PYALLOC_CHECK=compat", NULL};
+        const char *mode = harden ? "hardened" : "default";
+        int st = run_exec(self, (char *[]){self, "child", NULL}, env, out, sizeof out);
+        size_t got = strlen(out);
+        /* The compat warnings fill the output; show the summary and the failures. */
+        char *line = strstr(out, "injected ");
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s compat run: exit 0 (status %#x): %s", mode, st,
+              strstr(out, "live block") ? strstr(out, "live block") : (line ? line : out + (got > 2000 ? got - 2000 : 0)));
+        CHECK(line != NULL, "%s: summary printed", mode);
+        if (line) {
+            long inj = 0, rep = 0;
+            sscanf(line, "injected %ld double frees and interior pointers; %ld", &inj, &rep);
+            CHECK(inj > 500 && rep >= inj, "%s: every injected double free and interior pointer reported (%ld of %ld)", mode,
+                  rep, inj);
+            char *nl = strchr(line, '\n');
+            if (nl) *nl = 0;
+            printf("%s: %s\n", mode, line);
+        }
     }
     TEST_MAIN_END();
 }

@@ -31,9 +31,6 @@ pub fn ensure() {
     domain::interpose::resolve_now();
     let o = start::options();
     domain::set_compat(o.compat);
-    if o.harden {
-        domain::harden::enable();
-    }
     if o.raw_libc {
         domain::set(domain::RAW, &domain::own_allocator(domain::RAW, true));
     }

@@ -20,7 +20,6 @@ pub use crate::heap::misuse::{
 pub use foreign::{previous, set_previous};
 
 mod foreign;
-pub mod harden;
 pub mod interpose;
 
 pub type MallocFn = unsafe extern "C" fn(ctx: *mut c_void, size: usize) -> *mut c_void;
@@ -134,9 +133,6 @@ pub fn own_allocator(d: usize, raw_libc: bool) -> PyMemAllocatorEx {
             realloc: Some(table_realloc::<D>),
             free: Some(table_free::<D>),
         }
-    }
-    if harden::on() && !(d == RAW && raw_libc) {
-        return harden::allocator(d);
     }
     match d {
         RAW if raw_libc => PyMemAllocatorEx {

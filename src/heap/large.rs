@@ -105,7 +105,7 @@ fn map_new(len: usize) -> *mut Pool {
         ptr::write(desc, Pool::EMPTY);
         (*desc).kind = Kind::Large;
         (*desc).start = p.add(colour(p as usize));
-        (*desc).map_len = len;
+        (*desc).set_map_len(len);
         (*desc).owner_tag.store(TAG_CACHED, Ordering::Release);
     }
     if !register(p as usize, len, desc) {
@@ -129,9 +129,9 @@ fn map_new(len: usize) -> *mut Pool {
 unsafe fn cut(desc: *mut Pool, len: usize) {
     // SAFETY: as stated.
     unsafe {
-        let (p, old) = (base(desc), (*desc).map_len);
+        let (p, old) = (base(desc), (*desc).map_len());
         release(p.add(len), old - len);
-        (*desc).map_len = len;
+        (*desc).set_map_len(len);
     }
 }
 
@@ -171,7 +171,7 @@ pub unsafe fn free(desc: *mut Pool) {
 unsafe fn free_mapping(desc: *mut Pool) {
     // SAFETY: as stated.
     unsafe {
-        release(base(desc), (*desc).map_len);
+        release(base(desc), (*desc).map_len());
         DESCRIPTORS.lock().free(desc.cast());
     }
 }
@@ -216,7 +216,7 @@ pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
     };
     // SAFETY: as stated; the descriptor is updated only after the mapping moved.
     unsafe {
-        let (p, old_usable, old) = (base(desc), (*desc).size, (*desc).map_len);
+        let (p, old_usable, old) = (base(desc), (*desc).size, (*desc).map_len());
         if len <= old {
             // Growing within the mapping costs nothing; a real shrink cuts a far too long tail.
             if n < old_usable && large_cache::too_long(old, len) {
@@ -225,7 +225,7 @@ pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
         } else if grow_onto_kept(desc, len) {
         } else if os::remap_in_place(p, old, len) {
             register(p as usize + old, len - old, desc);
-            (*desc).map_len = len;
+            (*desc).set_map_len(len);
             BYTES_MAPPED.fetch_add(len - old, Ordering::Relaxed);
         } else if !grow_moved(desc, len) && !grow_copied(desc, len) {
             return ptr::null_mut();
@@ -250,8 +250,8 @@ unsafe fn grow_onto_kept(desc: *mut Pool, len: usize) -> bool {
     }
     // SAFETY: the cache handed `kept` over to us alone; `desc` is the caller's.
     unsafe {
-        let (p, old) = (base(desc), (*desc).map_len);
-        let (q, klen) = (base(kept), (*kept).map_len);
+        let (p, old) = (base(desc), (*desc).map_len());
+        let (q, klen) = (base(kept), (*kept).map_len());
         let offset = (*desc).start as usize - p as usize;
         // The units given up are cleared *before* the kernel takes them back: another thread's
         // next mmap may get that range at once and register its own block there, which
@@ -269,7 +269,7 @@ unsafe fn grow_onto_kept(desc: *mut Pool, len: usize) -> bool {
         note_unmapped(old);
         // The pages moved whole: the block keeps its colour.
         (*desc).start = q.add(offset);
-        (*desc).map_len = klen;
+        (*desc).set_map_len(klen);
     }
     true
 }
@@ -282,7 +282,7 @@ unsafe fn grow_onto_kept(desc: *mut Pool, len: usize) -> bool {
 unsafe fn grow_moved(desc: *mut Pool, len: usize) -> bool {
     // SAFETY: as stated.
     unsafe {
-        let (p, old) = (base(desc), (*desc).map_len);
+        let (p, old) = (base(desc), (*desc).map_len());
         let offset = (*desc).start as usize - p as usize;
         // Cleared before the kernel takes the range back (see `grow_onto_kept`).
         register(p as usize, old, ptr::null_mut());
@@ -298,7 +298,7 @@ unsafe fn grow_moved(desc: *mut Pool, len: usize) -> bool {
             ));
         }
         (*desc).start = q.add(offset);
-        (*desc).map_len = len;
+        (*desc).set_map_len(len);
         BYTES_MAPPED.fetch_add(len - old, Ordering::Relaxed);
     }
     true
@@ -320,9 +320,9 @@ unsafe fn grow_copied(desc: *mut Pool, len: usize) -> bool {
         ptr::copy_nonoverlapping((*desc).start, (*fresh).start, (*desc).size);
         // The block keeps its descriptor (its counters and tag); the fresh one goes.
         register(base(fresh) as usize, len, desc);
-        release(base(desc), (*desc).map_len);
+        release(base(desc), (*desc).map_len());
         (*desc).start = (*fresh).start;
-        (*desc).map_len = len;
+        (*desc).set_map_len(len);
         DESCRIPTORS.lock().free(fresh.cast());
     }
     true

@@ -184,7 +184,7 @@ pub fn take(len: usize, growing: bool, out: &mut Evicted) -> *mut Pool {
 /// `desc` is the descriptor of a large block nobody uses any more.
 pub unsafe fn put(desc: *mut Pool, out: &mut Evicted) -> bool {
     // SAFETY: as stated.
-    let len = unsafe { (*desc).map_len };
+    let len = unsafe { (*desc).map_len() };
     let now = os::now_ms();
     let mut g = CACHE.lock();
     g.expire(now, false, out);

@@ -66,15 +66,45 @@ pub fn wrong_domain(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize)
     MISMATCHES[asked].fetch_add(1, Ordering::Relaxed);
 }
 
-/// `p` is inside a pool of ours but is not the start of a block: abort (strict); in compat
-/// mode (and with a misuse handler) report and count it, and the caller leaves `p` alone.
-pub fn not_a_block(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize) {
-    let args = format_args!(
-        "{}({:p}): not the start of a block: the address lies inside a pool of {}-byte blocks",
-        API[asked][op as usize], p, size
-    );
+/// `p` is inside a pool of ours but is not the start of a block: it lies inside the block at
+/// `block` (null past the last whole block) of `size` bytes of domain `owner`. Abort (strict);
+/// in compat mode (and with a misuse handler) report and count it, and the caller leaves `p`
+/// alone.
+pub fn not_a_block(asked: usize, op: Op, p: *mut u8, block: *mut u8, owner: usize, size: usize) {
+    let f = API[asked][op as usize];
     let event = Event::new(
         PYALLOC_MISUSE_NOT_A_BLOCK,
+        asked,
+        op,
+        p,
+        owner as c_int,
+        size,
+    );
+    if block.is_null() {
+        let args = format_args!(
+            "{f}({p:p}): not the start of a block: the address lies past the last {size}-byte block of a pool ({} domain)",
+            NAMES[owner]
+        );
+        tolerate(&event, args);
+    } else {
+        let args = format_args!(
+            "{f}({p:p}): not the start of a block: the address is {} bytes into the {size}-byte block at {block:p} ({} domain); an interior pointer",
+            p as usize - block as usize,
+            NAMES[owner]
+        );
+        tolerate(&event, args);
+    }
+}
+
+/// `p` is the start of a block of a pool in use (`size` bytes, domain `owner`) that was never
+/// handed out: as [`not_a_block`].
+pub fn never_handed_out(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize) {
+    let args = format_args!(
+        "{}({:p}): the block ({} bytes, {} domain) was never handed out (a stale or made-up pointer)",
+        API[asked][op as usize], p, size, NAMES[owner]
+    );
+    let event = Event::new(
+        PYALLOC_MISUSE_NOT_ALLOCATED,
         asked,
         op,
         p,

@@ -67,7 +67,8 @@ pub enum ArenaRef {}
 /// Other threads read `owner_tag` and push onto `thread_free`.
 #[repr(C, align(64))]
 pub struct Pool {
-    /// Local free list (hot: first field).
+    /// Local free list (hot: first field). Its links are encoded with the owner heap's key
+    /// (`heap::thread::enc`); the head itself is stored plain.
     pub free: *mut Block,
     /// Blocks handed out and not yet freed back here, plus [`CURRENT_BIAS`] while current
     /// (`heap::FULL_SENTINEL` and below while full). Written by the owner only; atomic so that
@@ -77,10 +78,14 @@ pub struct Pool {
     pub stat_index: u16,
     pub class: u8,
     pub domain: u8,
-    /// Next never-used block.
-    pub bump: *mut u8,
-    /// End of the last whole block.
-    pub end: *mut u8,
+    /// First block (the pool's first unit).
+    pub start: *mut u8,
+    /// Pools: the block check's multiplier, `floor(2^64 / size) + 1` (see [`Pool::holds`]).
+    /// Large blocks, which have no blocks to check: the mapping's length ([`Pool::map_len`]).
+    magic: u64,
+    /// The block check's bound: the blocks threaded so far (never-used blocks below `bump`)
+    /// times `size * magic mod 2^64`. 0 matches nothing.
+    pub limit: u64,
     /// Blocks allocated from this pool since it was last folded into its heap's counters
     /// (owner writes, any thread reads): frees are `allocs` minus the live blocks.
     pub allocs: AtomicU64,
@@ -91,11 +96,9 @@ pub struct Pool {
     state: AtomicU8,
     /// Units this pool spans (1 for small classes).
     pub units: u8,
-    /// Queue links (partial queue or sparse stack).
-    pub next: *mut Pool,
-    pub prev: *mut Pool,
     // Second cache line: what other threads touch (the tag they read, the list they push on),
-    // kept away from `free`/`used`, which the owner writes on every operation.
+    // kept away from `free`/`used`, which the owner writes on every operation; and what only
+    // the refill and list paths read.
     /// `heap address | domain` for a pool in use; one of the `TAG_*` values otherwise.
     pub owner_tag: AtomicUsize,
     /// Blocks freed by other threads, collected by the owner.
@@ -105,10 +108,13 @@ pub struct Pool {
     /// The arena holding this pool (null for large blocks), as the opaque [`ArenaRef`]: pools
     /// sit below arenas, and only `arena` looks inside.
     pub arena: *mut ArenaRef,
-    /// Length of a large block's mapping.
-    pub map_len: usize,
-    /// First block (the pool's first unit).
-    pub start: *mut u8,
+    /// Next never-used block.
+    pub bump: *mut u8,
+    /// End of the last whole block.
+    pub end: *mut u8,
+    /// Queue links (partial queue or sparse stack).
+    pub next: *mut Pool,
+    pub prev: *mut Pool,
 }
 
 const _: () = assert!(core::mem::size_of::<Pool>() == 128);
@@ -116,10 +122,14 @@ const _: () = assert!(core::mem::size_of::<Pool>() == 128);
 const _: () = assert!(
     core::mem::offset_of!(Pool, owner_tag) >= 64 && core::mem::offset_of!(Pool, thread_free) >= 64
 );
+// The fast paths read only the first line (and the free path the tag).
 const _: () = assert!(
     core::mem::offset_of!(Pool, used) < 64
         && core::mem::offset_of!(Pool, allocs) < 64
         && core::mem::offset_of!(Pool, stat_index) < 64
+        && core::mem::offset_of!(Pool, start) < 64
+        && core::mem::offset_of!(Pool, limit) < 64
+        && core::mem::offset_of!(Pool, magic) < 64
 );
 
 impl Pool {
@@ -144,8 +154,9 @@ impl Pool {
         thread_free: AtomicPtr::new(ptr::null_mut()),
         next_remote: AtomicPtr::new(ptr::null_mut()),
         arena: ptr::null_mut(),
-        map_len: 0,
         start: ptr::null_mut(),
+        magic: 0,
+        limit: 0,
     };
 
     /// `used` (see the field).
@@ -193,6 +204,56 @@ impl Pool {
         self.owner_tag.load(Ordering::Relaxed)
     }
 
+    /// Set the block check for a pool of blocks of `size` bytes with none threaded yet.
+    pub fn set_block_check(&mut self, size: usize) {
+        self.magic = block_magic(size);
+        self.limit = 0;
+    }
+
+    /// Count `n` more blocks as threaded (below `bump`), so that [`Pool::holds`] accepts them.
+    pub fn add_threaded(&mut self, n: usize) {
+        let step = (self.size as u64).wrapping_mul(self.magic);
+        self.limit += n as u64 * step;
+    }
+
+    /// Whether `p` is the start of a block of this pool below `bump` (handed out or threaded
+    /// onto a free list at some point): `p - start` is `q * size` with `q` below the blocks
+    /// threaded. One multiply: with `m = floor(2^64 / size) + 1`, `(q * size + r) * m mod 2^64`
+    /// is `q * e` (`e = size * m - 2^64`, between 1 and `size`) when `r` is 0, and at least
+    /// about `2^64 / size` otherwise, for every offset inside a pool (Lemire, Kaser and Kurz,
+    /// "Faster remainder by direct computation"; checked for every class and offset in the
+    /// tests). Reads only this descriptor, never `p`.
+    #[inline(always)]
+    pub fn holds(&self, p: usize) -> bool {
+        (p.wrapping_sub(self.start as usize) as u64).wrapping_mul(self.magic) < self.limit
+    }
+
+    /// A large block's mapping length.
+    #[inline]
+    pub fn map_len(&self) -> usize {
+        self.magic as usize
+    }
+
+    /// Set a large block's mapping length.
+    #[inline]
+    pub fn set_map_len(&mut self, len: usize) {
+        self.magic = len as u64;
+        self.limit = 0;
+    }
+
+    /// The start of the block (or large block) holding address `p`, or null if none does.
+    pub fn block_containing(&self, p: *mut u8) -> *mut u8 {
+        let (start, a) = (self.start as usize, p as usize);
+        match self.kind {
+            Kind::Large if a >= start && a < self.end as usize => self.start,
+            Kind::Pool if a >= start && a < self.end as usize => {
+                let off = (a - start) / self.size * self.size;
+                self.start.wrapping_add(off)
+            }
+            _ => ptr::null_mut(),
+        }
+    }
+
     /// Whether `p` is the first byte of a block of this pool (or of this large block).
     pub fn is_block_start(&self, p: usize) -> bool {
         let start = self.start as usize;
@@ -206,6 +267,11 @@ impl Pool {
             _ => false,
         }
     }
+}
+
+/// The multiplier of [`Pool::holds`] for blocks of `size` bytes.
+pub const fn block_magic(size: usize) -> u64 {
+    ((1u128 << 64) / size as u128 + 1) as u64
 }
 
 /// The shared descriptor every heap slot points at before it has a pool: its free list is

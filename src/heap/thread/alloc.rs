@@ -48,7 +48,8 @@ pub unsafe fn malloc_small<const D: usize>(heap: *mut Heap, size: usize) -> *mut
 }
 
 /// The malloc fast path alone: pop a block of `size`'s class from the current pool, or null
-/// (the pool is drained, the class is new, or `size` is 0) without doing anything else.
+/// (the pool is drained, the class is new, `size` is 0, or the head needs [`pop`]'s checks)
+/// without doing anything else.
 ///
 /// # Safety
 /// `heap` is `tls::get()`; `size <= SMALL_MAX`.
@@ -61,10 +62,13 @@ pub unsafe fn try_pop<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
     // no free block), and blocks on a free list are free blocks of that pool.
     unsafe {
         let pool = *(*heap).pools.get_unchecked(D).get_unchecked(c);
-        if (*pool).free.is_null() {
+        let b = (*pool).free;
+        // A head that is not a block of the pool (a foreign-block descriptor's, or a corrupted
+        // link) is left to the slow path's `pop`.
+        if b.is_null() || !(*pool).holds(b as usize) || !is_free(pool, b.cast()) {
             return ptr::null_mut();
         }
-        let b = pop(pool);
+        let b = take(heap, pool, b);
         track::malloc_like(b, size, false);
         b
     }
@@ -132,20 +136,83 @@ pub(crate) unsafe fn alloc_large(
     p
 }
 
-/// Pop a block from a pool known to have one, and count it.
+/// Pop a block from a pool known to have one, and count it. The head must be a free block of
+/// the pool below `bump` (`Pool::holds`, then its canary) before its link is read: otherwise
+/// the out-of-line path takes over (a foreign-block descriptor, whose blocks are other pools',
+/// or a corrupted link). A link an overflow changed by a few bits can still decode to another
+/// block start of the pool: the canary tells a live block (which would be handed out twice)
+/// from a free one.
 ///
 /// # Safety
-/// The calling thread owns `heap`, which owns `pool`; the pool's free list is not empty.
+/// The calling thread owns `heap`, which owns `pool` (a pool or one of its foreign-block
+/// descriptors); the pool's free list is not empty.
 #[inline(always)]
-pub(crate) unsafe fn pop(pool: *mut Pool) -> *mut u8 {
-    // SAFETY: as stated.
+pub(crate) unsafe fn pop(heap: *mut Heap, pool: *mut Pool) -> *mut u8 {
+    // SAFETY: as stated; `b` is read only once `holds` vouches for it.
     unsafe {
         let b = (*pool).free;
-        track::defined(b, size_of::<Block>());
-        (*pool).free = (*b).next;
+        if !(*pool).holds(b as usize) || !is_free(pool, b.cast()) {
+            return pop_checked(heap, pool);
+        }
+        take(heap, pool, b)
+    }
+}
+
+/// Unlink `b`, the head of `pool`'s list, and hand it out.
+///
+/// # Safety
+/// As for [`pop`], and `b` is checked to be a free block.
+#[inline(always)]
+unsafe fn take(heap: *mut Heap, pool: *mut Pool, b: *mut Block) -> *mut u8 {
+    // SAFETY: as stated.
+    unsafe {
+        track::defined(b, 2 * size_of::<Block>());
+        (*pool).free = next_of((*heap).key, b);
+        mark_live(b.cast());
         (*pool).set_used((*pool).used() + 1);
         (*pool).count_alloc();
         b.cast()
+    }
+}
+
+/// [`pop`] when the head is not a block of the pool itself: a foreign-block descriptor's head
+/// (a block of another heap's pool of the same slot, checked through the page map), or a
+/// corrupted link, reported before anything follows it; the list is then dropped and the
+/// allocation goes on from fresh memory.
+///
+/// # Safety
+/// As for [`pop`].
+#[cold]
+#[inline(never)]
+unsafe fn pop_checked(heap: *mut Heap, pool: *mut Pool) -> *mut u8 {
+    // SAFETY: as stated; descriptors from the page map are live.
+    unsafe {
+        let b = (*pool).free;
+        let (d, c) = slot_of(heap, pool);
+        if (*pool).kind != Kind::Pool && foreign_block_ok(pagemap::lookup(b as usize), d, c, b) {
+            return take(heap, pool, b);
+        }
+        // Dropped first: the report may allocate (a misuse handler), from this list too.
+        (*pool).free = ptr::null_mut();
+        misuse::corrupted_link(d, block_size(c), ptr::null_mut(), b.cast());
+        alloc_from_class(heap, d, c)
+    }
+}
+
+/// The slot (domain, class) whose list `pool` (a pool of `heap` or one of its foreign-block
+/// descriptors) serves.
+///
+/// # Safety
+/// As for [`pop`].
+unsafe fn slot_of(heap: *mut Heap, pool: *mut Pool) -> (usize, usize) {
+    // SAFETY: as stated.
+    unsafe {
+        if (*pool).kind == Kind::Pool {
+            return ((*pool).domain as usize, (*pool).class as usize);
+        }
+        let base = (*heap).foreign.as_mut_ptr();
+        let fi = pool.offset_from(base) as usize;
+        (fi / (NUM_SMALL + 1), fi % (NUM_SMALL + 1))
     }
 }
 
@@ -161,14 +228,14 @@ pub(crate) unsafe fn alloc_from_class(heap: *mut Heap, d: usize, c: usize) -> *m
     unsafe {
         let pool = *(*heap).pools.get_unchecked(d).get_unchecked(c);
         if !(*pool).free.is_null() {
-            return pop(pool);
+            return pop(heap, pool);
         }
         if (*heap).foreign_any {
             return foreign_refill(heap, pool, d, c);
         }
         if pool != pool::empty() {
             if (*pool).bump < (*pool).end {
-                return extend_and_pop(pool, c);
+                return extend_and_pop(heap, pool, c);
             }
             retire_full(pool, c);
         }

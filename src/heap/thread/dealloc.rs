@@ -59,16 +59,16 @@ pub unsafe fn free_in_pool<const D: usize>(
     }
     // SAFETY: the page map only holds live descriptors. A tag equal to this heap's tag for D
     // means the pool is in use by this thread's heap, in domain D, so its local fields are ours.
+    // The block's bytes are read only once `holds` says `p` starts one of its blocks.
     unsafe {
-        if (*pool).tag() != tag {
+        if (*pool).tag() != tag || !(*pool).holds(p as usize) || is_free(pool, p) {
+            // Not ours to push here, an interior pointer, a block never handed out, or a
+            // block still free: the slow path sorts out which.
             return false;
         }
         let b = p as *mut Block;
-        let old = (*pool).free;
-        if old == b {
-            return false; // freed twice in a row: the slow path reports it
-        }
-        (*b).next = old;
+        set_next((*heap).key, b, (*pool).free);
+        mark_free(pool, p);
         (*pool).free = b;
         (*pool).set_used((*pool).used() - 1);
         track::free_like(p);
@@ -113,8 +113,8 @@ pub unsafe fn free_slow<const D: usize>(heap: *mut Heap, p: *mut u8) {
         if tag == TAG_FREE || tag == TAG_CACHED {
             return misuse::not_allocated(D, Op::Free, p);
         }
-        if !(*pool).is_block_start(p as usize) {
-            return misuse::not_a_block(D, Op::Free, p, tag & 3, (*pool).size);
+        if !live_block(D, Op::Free, pool, tag, p) {
+            return;
         }
         let owner_domain = tag & 3;
         if owner_domain != D {
@@ -124,10 +124,55 @@ pub unsafe fn free_slow<const D: usize>(heap: *mut Heap, p: *mut u8) {
     }
 }
 
-/// Free `p` in `pool`, whatever domain was asked (the checks are done).
+/// Whether `p`, given to `op` through domain `asked`, is a live block of `pool` (a pool in use
+/// or a large block, whose current tag is `tag`): the start of a block, handed out and not
+/// freed since. Otherwise it is reported (an interior pointer, a block never handed out, a
+/// block already free), and false means leave it alone.
 ///
 /// # Safety
-/// `pool` is `p`'s live descriptor and `tag` its current tag; `heap` is this thread's or null.
+/// `pool` is `p`'s live descriptor from the page map, in use (tag neither free nor cached).
+pub(crate) unsafe fn live_block(
+    asked: usize,
+    op: Op,
+    pool: *mut Pool,
+    tag: usize,
+    p: *mut u8,
+) -> bool {
+    // SAFETY: as stated; the block's bytes are read only once it is known to start a block.
+    unsafe {
+        let owner = tag & 3;
+        if !(*pool).is_block_start(p as usize) {
+            misuse::not_a_block(
+                asked,
+                op,
+                p,
+                (*pool).block_containing(p),
+                owner,
+                (*pool).size,
+            );
+            return false;
+        }
+        if tag < HEAP_ALIGN {
+            return true; // a large block
+        }
+        if !(*pool).holds(p as usize) {
+            // A block start past `bump`.
+            misuse::never_handed_out(asked, op, p, owner, (*pool).size);
+            return false;
+        }
+        if is_free(pool, p) {
+            misuse::double_free(asked, op, p, owner, (*pool).size);
+            return false;
+        }
+        true
+    }
+}
+
+/// Free `p` in `pool`, whatever domain was asked (the checks are done: [`live_block`]).
+///
+/// # Safety
+/// `pool` is `p`'s live descriptor and `tag` its current tag, `p` a live block of it; `heap`
+/// is this thread's.
 pub(crate) unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p: *mut u8) {
     // SAFETY: as stated by the caller.
     unsafe {
@@ -148,34 +193,22 @@ pub(crate) unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p:
         if owner != heap {
             count_free(heap, index);
         }
+        let b = p as *mut Block;
+        mark_free(pool, p);
         if owner == heap {
-            let b = p as *mut Block;
-            if (*pool).free == b {
-                let d = (*pool).domain as usize;
-                return misuse::double_free(d, Op::Free, p, d, (*pool).size);
-            }
-            (*b).next = (*pool).free;
+            set_next((*heap).key, b, (*pool).free);
             (*pool).free = b;
             (*pool).set_used((*pool).used() - 1);
             track::free_like(p);
             after_free(heap, pool);
         } else if heap == empty_heap() {
-            if (*pool).thread_free.load(Ordering::Relaxed) == p.cast() {
-                let d = (*pool).domain as usize;
-                return misuse::double_free(d, Op::Free, p, d, (*pool).size);
-            }
-            remote_free(owner, pool, p.cast(), p.cast(), 1);
+            remote_free(owner, pool, b, b, 1);
             track::free_like(p);
         } else {
-            let b = p as *mut Block;
             match foreign_index((*pool).domain as usize, (*pool).class as usize) {
                 Some(fi) if FOREIGN_BASE - (*heap).foreign[fi].used() < FOREIGN_CAP => {
                     let f = &mut (*heap).foreign[fi];
-                    if f.free == b {
-                        let d = (*pool).domain as usize;
-                        return misuse::double_free(d, Op::Free, p, d, (*pool).size);
-                    }
-                    (*b).next = f.free;
+                    set_next((*heap).key, b, f.free);
                     f.free = b;
                     f.set_used(f.used() - 1);
                     (*heap).foreign_any = true;

@@ -32,6 +32,7 @@ pub(crate) fn attach() -> *mut Heap {
                 for f in (*h).foreign.iter() {
                     f.set_used(FOREIGN_BASE);
                 }
+                (*h).key = new_key(h);
                 let mut head = ALL_HEAPS.load(Ordering::Relaxed);
                 loop {
                     (*h).next_all.store(head, Ordering::Relaxed);

@@ -36,7 +36,7 @@ use crate::platform::config::*;
 use crate::platform::{sync::SpinLock, track};
 use core::mem::size_of;
 use core::ptr;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 pub use crate::heap::ids::NUM_DOMAINS;
 
@@ -57,6 +57,9 @@ pub struct Heap {
     /// Largest size the public malloc of domain `d` serves on its fast path: [`SMALL_MAX`],
     /// or 0 while the domain is hooked (one compare tests both).
     pub fast_max: [AtomicUsize; NUM_DOMAINS],
+    /// The key that encodes the links of this heap's lists (`links`): its pools' lists and
+    /// the chains other threads hand to them, and its foreign-block lists. Set once.
+    pub(crate) key: usize,
     /// Current pool per domain and class; never null (the shared empty descriptor instead).
     pub pools: [[*mut Pool; NUM_SLOTS]; NUM_DOMAINS],
     /// Allocations and frees counted per `domain * NUM_SLOTS + class` (class 0: large blocks).
@@ -82,6 +85,8 @@ pub struct Heap {
     delayed_bits: [u64; DELAYED_WORDS],
     /// When (ms) the empty current pools of medium classes were last given up.
     swept_at: u64,
+    /// The state of the heap's random generator (`links::next_random`).
+    pub(crate) rng: u64,
     /// Empty single-unit pools kept for reuse.
     cache: [*mut Pool; HEAP_EMPTY_POOLS],
     ncache: usize,
@@ -107,6 +112,8 @@ pub struct Heap {
 }
 
 const _: () = assert!(core::mem::align_of::<Heap>() >= HEAP_ALIGN);
+// The free fast path reads the tags and the key: one line.
+const _: () = assert!(core::mem::offset_of!(Heap, key) < 64);
 
 /// Slots with a foreign-block descriptor: the small classes of every domain.
 pub(crate) const FOREIGN_SLOTS: usize = NUM_DOMAINS * (NUM_SMALL + 1);
@@ -175,6 +182,7 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     tags: [const { AtomicUsize::new(TAG_NEVER) }; NUM_DOMAINS],
     hooked: AtomicU8::new(0),
     fast_max: [const { AtomicUsize::new(SMALL_MAX) }; NUM_DOMAINS],
+    key: 0,
     pools: [[&pool::EMPTY_POOL.0 as *const Pool as *mut Pool; NUM_SLOTS]; NUM_DOMAINS],
     allocs: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
     frees: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
@@ -186,6 +194,7 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     delayed: [Delayed::EMPTY; NUM_DOMAINS * NUM_SLOTS],
     delayed_bits: [0; DELAYED_WORDS],
     swept_at: 0,
+    rng: 0,
     cache: [ptr::null_mut(); HEAP_EMPTY_POOLS],
     ncache: 0,
     foreign: [const { Pool::EMPTY }; FOREIGN_SLOTS],
@@ -297,6 +306,7 @@ pub mod counts;
 mod dealloc;
 pub mod fork;
 mod lifecycle;
+mod links;
 mod lists;
 mod purge;
 mod refill;
@@ -308,6 +318,7 @@ pub mod tls;
 pub use self::alloc::*;
 pub use self::dealloc::*;
 pub use self::lifecycle::*;
+pub(crate) use self::links::*;
 pub use self::lists::*;
 pub use self::purge::*;
 pub(crate) use self::refill::*;

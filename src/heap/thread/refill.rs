@@ -16,7 +16,7 @@ pub(crate) unsafe fn adopt_or_refill(heap: *mut Heap, d: usize, c: usize) -> *mu
         // Partial pools always have free blocks.
         let p = adopt_partial_head(heap, d * NUM_SLOTS + c);
         if !p.is_null() {
-            return pop(p);
+            return pop(heap, p);
         }
         (*heap).pools[d][c] = pool::empty();
         refill_slow(heap, d, c)
@@ -62,7 +62,7 @@ pub(crate) unsafe fn foreign_refill(
                 return adopt_or_refill(heap, d, c);
             }
             if (*pool).bump < (*pool).end {
-                return extend_and_pop(pool, c);
+                return extend_and_pop(heap, pool, c);
             }
             retire_full(pool, c);
         }
@@ -72,7 +72,7 @@ pub(crate) unsafe fn foreign_refill(
             let f: *mut Pool = (*heap).foreign.get_unchecked_mut(fi);
             if !(*f).free.is_null() {
                 *(*heap).pools.get_unchecked_mut(d).get_unchecked_mut(c) = f;
-                return pop(f);
+                return pop(heap, f);
             }
         }
         adopt_or_refill(heap, d, c)
@@ -102,7 +102,7 @@ pub(crate) unsafe fn refill_slow(heap: *mut Heap, d: usize, c: usize) -> *mut u8
             collect_remote(heap);
             let p = adopt_partial_head(heap, d * NUM_SLOTS + c);
             if !p.is_null() {
-                return pop(p);
+                return pop(heap, p);
             }
         }
         let p = new_pool(heap, d, c);
@@ -110,7 +110,7 @@ pub(crate) unsafe fn refill_slow(heap: *mut Heap, d: usize, c: usize) -> *mut u8
             return ptr::null_mut();
         }
         (*heap).pools[d][c] = p;
-        extend_and_pop(p, c)
+        extend_and_pop(heap, p, c)
     }
 }
 
@@ -172,7 +172,7 @@ pub(crate) static EXTEND_BLOCKS: [u16; NUM_SLOTS] = {
 /// The calling thread owns the heap that owns `pool`; the pool's free list is empty and
 /// `bump < end`.
 #[inline(never)]
-pub(crate) unsafe fn extend_and_pop(pool: *mut Pool, c: usize) -> *mut u8 {
+pub(crate) unsafe fn extend_and_pop(heap: *mut Heap, pool: *mut Pool, c: usize) -> *mut u8 {
     // SAFETY: [bump, end) are never-used blocks of this pool.
     unsafe {
         let bs = (*pool).size;
@@ -182,18 +182,83 @@ pub(crate) unsafe fn extend_and_pop(pool: *mut Pool, c: usize) -> *mut u8 {
             n = ((*pool).end as usize - first as usize) / bs;
         }
         track::defined(first, n * bs);
-        let mut b = first;
-        for _ in 1..n {
-            let next = b.add(bs);
-            (*(b as *mut Block)).next = next.cast();
+        let key = (*heap).key;
+        let head = if SHUFFLE.load(Ordering::Relaxed) && n > 1 {
+            thread_shuffled(heap, pool, first, n)
+        } else {
+            let mut b = first;
+            for _ in 1..n {
+                let next = b.add(bs);
+                set_next(key, b.cast(), next.cast());
+                mark_free(pool, b);
+                b = next;
+            }
+            set_next(key, b.cast(), ptr::null_mut());
+            mark_free(pool, b);
+            first
+        };
+        track::no_access(first, n * bs);
+        (*pool).free = head.cast();
+        (*pool).bump = first.add(n * bs);
+        (*pool).add_threaded(n);
+        pop(heap, pool)
+    }
+}
+
+/// `PYALLOC_HARDEN`: fresh blocks go onto free lists in an order drawn at random, so that
+/// which block malloc returns next cannot be told from the last one (mimalloc's secure mode
+/// does the same).
+pub(crate) static SHUFFLE: AtomicBool = AtomicBool::new(false);
+
+/// Thread the `n` (> 1) never-used blocks at `first` onto a list in an order drawn at random
+/// (block `i` of the list is block `(o + i * s) mod n` of the run, `s` coprime to `n`), and
+/// return its head.
+///
+/// # Safety
+/// As for [`extend_and_pop`]; the run is defined for the memory checker.
+#[cold]
+unsafe fn thread_shuffled(heap: *mut Heap, pool: *mut Pool, first: *mut u8, n: usize) -> *mut u8 {
+    // SAFETY: as stated: every block of the run is ours to write.
+    unsafe {
+        let (key, bs) = ((*heap).key, (*pool).size);
+        let (o, s) = shuffle_steps(heap, n);
+        let at = |i: usize| first.add((o + i * s) % n * bs);
+        let head = at(0);
+        let mut b = head;
+        for i in 1..n {
+            let next = at(i);
+            set_next(key, b.cast(), next.cast());
+            mark_free(pool, b);
             b = next;
         }
-        (*(b as *mut Block)).next = ptr::null_mut();
-        track::no_access(first, n * bs);
-        (*pool).free = first.cast();
-        (*pool).bump = b.add(bs);
-        pop(pool)
+        set_next(key, b.cast(), ptr::null_mut());
+        mark_free(pool, b);
+        head
     }
+}
+
+/// A random start and a random step coprime to `n` (> 1), from the heap's generator.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+unsafe fn shuffle_steps(heap: *mut Heap, n: usize) -> (usize, usize) {
+    // SAFETY: as stated: the generator is the heap's.
+    let mut r = unsafe { next_random(heap) };
+    let o = r as usize % n;
+    loop {
+        r = r.rotate_left(17).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let s = 1 + (r >> 32) as usize % (n - 1);
+        if gcd(s, n) == 1 {
+            return (o, s);
+        }
+    }
+}
+
+fn gcd(mut a: usize, mut b: usize) -> usize {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// Take a fresh pool for class `c` of domain `d`: from the heap's cache or an arena.
@@ -225,6 +290,7 @@ pub(crate) unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool 
         (*p).domain = d as u8;
         (*p).stat_index = (d * NUM_SLOTS + c) as u16;
         (*p).size = bs;
+        (*p).set_block_check(bs);
         (*p).bump = (*p).start;
         (*p).end = (*p).start.add(pool_capacity(c) * bs);
         (*p).free = ptr::null_mut();

@@ -32,15 +32,41 @@ pub(crate) unsafe fn flush_foreign(heap: *mut Heap) {
                 (*f).free = ptr::null_mut();
                 (*f).set_used(FOREIGN_BASE);
                 while !b.is_null() {
-                    track::defined(b, size_of::<Block>());
-                    let next = (*b).next;
+                    // Links decode under this heap's key; each block must be a free block of
+                    // a pool in use of this slot before it is followed.
                     let pool = pagemap::lookup(b as usize);
+                    if !foreign_block_ok(pool, d, c, b) {
+                        misuse::corrupted_link(d, block_size(c), ptr::null_mut(), b.cast());
+                        break;
+                    }
+                    track::defined(b, size_of::<Block>());
+                    let next = next_of((*heap).key, b);
+                    track::no_access(b, size_of::<Block>());
                     let tag = (*pool).owner_tag.load(Ordering::Acquire);
                     delay_remote(heap, (tag & !(HEAP_ALIGN - 1)) as *mut Heap, pool, b);
-                    track::no_access(b, size_of::<Block>());
                     b = next;
                 }
             }
+        }
+    }
+}
+
+/// Whether `b` may sit on the foreign-block list of slot (`d`, `c`): a block of a pool in use
+/// of that domain and class (`pool`, its page-map entry), below its `bump`, still free.
+///
+/// # Safety
+/// `pool` is `pagemap::lookup(b)`.
+pub(crate) unsafe fn foreign_block_ok(pool: *mut Pool, d: usize, c: usize, b: *mut Block) -> bool {
+    // SAFETY: a non-null page-map entry is a live descriptor; the canary is read only once
+    // `holds` says `b` starts a block of it.
+    unsafe {
+        !pool.is_null() && {
+            let tag = (*pool).owner_tag.load(Ordering::Acquire);
+            tag >= HEAP_ALIGN
+                && tag & 3 == d
+                && (*pool).class as usize == c
+                && (*pool).holds(b as usize)
+                && is_free(pool, b.cast())
         }
     }
 }
@@ -60,22 +86,6 @@ pub(crate) unsafe fn fold_foreign(heap: *mut Heap, f: *mut Pool, i: usize) {
     }
 }
 
-/// The first block of a chain handed over by [`remote_free`]: besides its link, it records
-/// the chain's last block and length, so that the owner takes the chain back without walking
-/// it (each block of a chain freed by another thread is a likely cache miss for the owner:
-/// walking them was a third of the time of a producer/consumer pair). Every block has room
-/// for two words (the smallest class is 16 bytes).
-#[repr(C)]
-pub(crate) struct ChainHead {
-    next: *mut Block,
-    /// Last block of the chain, with the chain's length in the top 16 bits (user-space
-    /// addresses fit in 48 bits; a chain holds at most [`DELAYED_MAX`] blocks).
-    info: usize,
-}
-
-pub(crate) const CHAIN_LEN_SHIFT: u32 = 48;
-const _: () = assert!(DELAYED_MAX < 1 << 16);
-
 /// Hand a chain of `n` blocks (`head` .. `tail`, linked through `next`) over to the heap owning
 /// their pool: one CAS on the pool's `thread_free` list.
 ///
@@ -91,13 +101,14 @@ pub(crate) unsafe fn remote_free(
     // SAFETY: the pool cannot be released while the chain is uncollected (it counts in `used`),
     // and heaps are never freed, so both stay valid through the pushes.
     unsafe {
-        track::defined(head, size_of::<ChainHead>());
-        (*head.cast::<ChainHead>()).info = tail as usize | (n as usize) << CHAIN_LEN_SHIFT;
-        track::no_access(head, size_of::<ChainHead>());
+        let key = (*owner).key;
+        if has_chain_record(pool) {
+            set_chain_record(key, head, tail, n);
+        }
         let mut old = (*pool).thread_free.load(Ordering::Relaxed);
         track::defined(tail, size_of::<Block>());
         loop {
-            (*tail).next = old;
+            set_next(key, tail, old);
             match (*pool).thread_free.compare_exchange_weak(
                 old,
                 head,
@@ -148,7 +159,7 @@ pub(crate) unsafe fn delay_remote(
             if !slot.pool.is_null() {
                 remote_free(slot.owner, slot.pool, slot.head, slot.tail, slot.count);
             }
-            (*b).next = ptr::null_mut();
+            set_next((*owner).key, b, ptr::null_mut());
             *slot = Delayed {
                 pool,
                 owner,
@@ -158,7 +169,7 @@ pub(crate) unsafe fn delay_remote(
             };
             (*heap).delayed_bits[i / 64] |= 1 << (i % 64);
         } else {
-            (*b).next = slot.head;
+            set_next((*owner).key, b, slot.head);
             slot.head = b;
             slot.count += 1;
         }
@@ -201,24 +212,13 @@ pub(crate) unsafe fn collect_remote(heap: *mut Heap) {
             let next = (*p).next_remote.load(Ordering::Relaxed);
             let list = (*p).thread_free.swap(ptr::null_mut(), Ordering::Acquire);
             if !list.is_null() {
-                // A list of chains: hop from each chain's head to its tail.
-                let mut head = list;
-                let mut n = 0u32;
-                let tail = loop {
-                    track::defined(head, size_of::<ChainHead>());
-                    let info = (*head.cast::<ChainHead>()).info;
-                    track::no_access(head, size_of::<ChainHead>());
-                    let tail = (info & ((1 << CHAIN_LEN_SHIFT) - 1)) as *mut Block;
-                    n += (info >> CHAIN_LEN_SHIFT) as u32;
-                    track::defined(tail, size_of::<Block>());
-                    let next = (*tail).next;
-                    if next.is_null() {
-                        break tail;
-                    }
-                    track::no_access(tail, size_of::<Block>());
-                    head = next;
+                let Some((tail, n)) = chain_ends(heap, p, list) else {
+                    // A corrupted link: reported; what follows it stays out of the lists.
+                    p = next;
+                    continue;
                 };
-                (*tail).next = (*p).free;
+                track::defined(tail, size_of::<Block>());
+                set_next((*heap).key, tail, (*p).free);
                 track::no_access(tail, size_of::<Block>());
                 (*p).free = list;
                 // Wraps below zero for a full pool (see FULL_SENTINEL).
@@ -231,4 +231,58 @@ pub(crate) unsafe fn collect_remote(heap: *mut Heap) {
             p = next;
         }
     }
+}
+
+/// The last block and the length of `list`, the chains other threads handed to `pool` (a
+/// pool of `heap`): hop from each chain's head to its tail by the chain record, or walk
+/// blocks too small to hold one. Every block reached must be a free block of `pool` before
+/// its link is read; a corrupted one is reported and gives None.
+///
+/// # Safety
+/// The calling thread owns `heap`, which owns `pool`; `list` was just taken from the pool's
+/// `thread_free`.
+unsafe fn chain_ends(
+    heap: *mut Heap,
+    pool: *mut Pool,
+    list: *mut Block,
+) -> Option<(*mut Block, u32)> {
+    // SAFETY: as stated; blocks are read only once `holds` vouches for them.
+    unsafe {
+        let key = (*heap).key;
+        let record = has_chain_record(pool);
+        let ok = |b: *mut Block| (*pool).holds(b as usize) && is_free(pool, b.cast());
+        let mut head = list;
+        let mut n = 0u32;
+        loop {
+            if !ok(head) {
+                return corrupted(pool, head);
+            }
+            let tail = if record {
+                let (tail, len) = chain_record(key, head);
+                n += len;
+                if !ok(tail) {
+                    return corrupted(pool, tail);
+                }
+                tail
+            } else {
+                n += 1;
+                head
+            };
+            track::defined(tail, size_of::<Block>());
+            let next = next_of(key, tail);
+            track::no_access(tail, size_of::<Block>());
+            if next.is_null() {
+                return Some((tail, n));
+            }
+            head = next;
+        }
+    }
+}
+
+#[cold]
+fn corrupted(pool: *mut Pool, b: *mut Block) -> Option<(*mut Block, u32)> {
+    // SAFETY: a live descriptor (the caller's pool).
+    let (d, size) = unsafe { ((*pool).domain as usize, (*pool).size) };
+    misuse::corrupted_link(d, size, ptr::null_mut(), b.cast());
+    None
 }

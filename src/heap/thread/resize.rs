@@ -26,8 +26,7 @@ pub unsafe fn realloc<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
             return ptr::null_mut();
         }
         let old = (*pool).size;
-        if !(*pool).is_block_start(p as usize) {
-            misuse::not_a_block(D, Op::Realloc, p, tag & 3, old);
+        if !live_block(D, Op::Realloc, pool, tag, p) {
             return ptr::null_mut();
         }
         let owner_domain = tag & 3;
@@ -149,63 +148,6 @@ pub fn usable_size(p: *mut u8) -> usize {
             (*pool).size
         } else {
             0
-        }
-    }
-}
-
-/// `PYALLOC_HARDEN`: after `p` (a block of domain `D`) was handed out, check the link the next
-/// malloc of its class will follow, the head of this thread's list for that class: null, or a
-/// free block of that class and domain in a pool in use, at a block start. Otherwise it is
-/// reported (`misuse::corrupted_link`) and the list is dropped (compat).
-pub fn check_next_link<const D: usize>(p: *mut u8) {
-    let pool = pagemap::lookup(p as usize);
-    if pool.is_null() {
-        return;
-    }
-    // SAFETY: a live descriptor from the page map.
-    unsafe {
-        if (*pool).kind == Kind::Pool {
-            check_class_head::<D>((*pool).class as usize, p);
-        }
-    }
-}
-
-/// `PYALLOC_HARDEN`: before an allocation of `n` bytes, check the head of this thread's list
-/// for that size's class (as [`check_next_link`]), so that no path that allocates inside the
-/// heap (realloc's move, calloc) follows a link the last check did not see.
-pub fn check_head<const D: usize>(n: usize) {
-    if n <= MEDIUM_MAX {
-        check_class_head::<D>(class_of(n.max(1)), ptr::null_mut());
-    }
-}
-
-fn check_class_head<const D: usize>(c: usize, after: *mut u8) {
-    let heap = tls::get();
-    if heap == empty_heap() {
-        return;
-    }
-    // SAFETY: `heap` is this thread's, so its slots and their free lists are ours to read and
-    // reset; descriptors from the page map are live.
-    unsafe {
-        let slot = *(*heap).pools.get_unchecked(D).get_unchecked(c);
-        let next = (*slot).free;
-        if next.is_null() {
-            return;
-        }
-        let q = pagemap::lookup(next as usize);
-        let ok = !q.is_null() && {
-            let tag = (*q).owner_tag.load(Ordering::Acquire);
-            (*q).kind == Kind::Pool
-                && tag != TAG_FREE
-                && tag != TAG_CACHED
-                && (*q).class as usize == c
-                && tag & 3 == D
-                && (*q).is_block_start(next as usize)
-        };
-        if !ok {
-            // Dropped first: the report may allocate (a misuse handler), from this list too.
-            (*slot).free = ptr::null_mut();
-            misuse::corrupted_link(D, block_size(c), after, next.cast());
         }
     }
 }

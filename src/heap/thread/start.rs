@@ -1,6 +1,7 @@
 //! The heap core's start: once per process, on the first allocation or when the library loads
 //! (`init`), whichever comes first. It reads the options (keeping their warnings for `init` to
-//! print once pyalloc is known to serve the process), sets the purge rule, creates the
+//! print once pyalloc is known to serve the process), sets the purge rule and the hardened
+//! mode's shuffle (`PYALLOC_HARDEN`), creates the
 //! thread-exit key (its destructor abandons the thread's heap) and installs the fork handlers.
 //! The layers above start in `init`, after this.
 
@@ -67,6 +68,7 @@ fn start_slow() {
     unsafe { *OPTIONS.0.get() = Some(o) };
     arena::PURGE_KEEP_UNITS.store(o.purge_keep / POOL_SIZE, Ordering::Relaxed);
     retention::PURGE_DELAY_MS.store(o.purge_delay_ms, Ordering::Relaxed);
+    super::SHUFFLE.store(o.harden, Ordering::Relaxed);
     let mut key: libc::pthread_key_t = 0;
     // SAFETY: registering plain functions; the key outlives every thread.
     unsafe {

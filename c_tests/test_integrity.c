@@ -200,6 +200,23 @@ static int scenario(const char *name) {
         void *q = PyMem_Realloc(p, 48);
         return q == NULL && distinct_after(48, 40, &keep, 1) ? 0 : 5;
     }
+    if (!strcmp(name, "counts")) {
+        /* Compat: each misuse is counted in the statistics (version 3). */
+        unsigned char *p = PyMem_Malloc(64), *q = PyMem_Malloc(64);
+        PyMem_Free(q);
+        PyMem_Free(q);
+        PyMem_Free(p + 8);
+        PyMem_Free(p + 64 * 100);
+        pyalloc_stats s;
+        pyalloc_stats_get_sized(&s, sizeof s);
+        printf("double %llu interior %llu left %llu corrupted %llu\n", (unsigned long long)s.double_frees,
+               (unsigned long long)s.interior_pointers, (unsigned long long)s.misuse_left_alone,
+               (unsigned long long)s.corrupted_links);
+        return s.version >= 3 && s.double_frees == 1 && s.interior_pointers == 1 && s.misuse_left_alone == 3 &&
+                       s.corrupted_links == 0
+                   ? 0
+                   : 5;
+    }
     if (!strcmp(name, "order")) {
         /* Blocks of a class nothing used yet: in address order, unless hardened. */
         unsigned char *v[20];
@@ -257,7 +274,8 @@ static const char *self;
 static int run_scenario(const char *name, const char *mode, int harden, char *out, size_t outlen) {
     char check[64];
     snprintf(check, sizeof check, "PYALLOC_CHECK=%s", mode);
-    char *env[] = {check, harden ? "PYALLOC_HARDEN=1" : "PYALLOC_HARDEN=0", NULL};
+    /* harden: 0 default, 1 PYALLOC_HARDEN=1, 2 the debug hooks (PYALLOC_DEBUG=1). */
+    char *env[] = {check, harden == 1 ? "PYALLOC_HARDEN=1" : "PYALLOC_HARDEN=0", harden == 2 ? "PYALLOC_DEBUG=1" : NULL, NULL};
     return run_exec(self, (char *[]){(char *)self, "scenario", (char *)name, NULL}, env, out, outlen);
 }
 
@@ -265,10 +283,9 @@ static int run_scenario(const char *name, const char *mode, int harden, char *ou
 static void expect_abort(const char *name, int harden, const char *const *want) {
     char out[8192];
     int st = run_scenario(name, "strict", harden, out, sizeof out);
-    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "%s strict%s: SIGABRT (status %#x) [%s]", name,
-          harden ? " hardened" : "", st, out);
-    for (; *want; want++)
-        CHECK(strstr(out, *want) != NULL, "%s strict%s: [%s] not in [%s]", name, harden ? " hardened" : "", *want, out);
+    const char *m = harden == 2 ? " debug hooks" : harden ? " hardened" : "";
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT, "%s strict%s: SIGABRT (status %#x) [%s]", name, m, st, out);
+    for (; *want; want++) CHECK(strstr(out, *want) != NULL, "%s strict%s: [%s] not in [%s]", name, m, *want, out);
 }
 
 /* Compat: reported with `want`, left alone, and the program's own checks pass (exit 0). */
@@ -331,6 +348,8 @@ int main(int argc, char **argv) {
         expect_abort("realloc_freed", harden, W("PyMem_Realloc(0x", "double free"));
         expect_goes_on("realloc_freed", harden, "double free");
 
+        expect_goes_on("counts", harden, "double free");
+
         char out[8192];
         int st = run_scenario("clean", "strict", harden, out, sizeof out);
         CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0 && out[0] == 0, "a correct program runs clean (harden %d, status %#x) [%s]",
@@ -339,5 +358,12 @@ int main(int argc, char **argv) {
         CHECK(WIFEXITED(st) && strstr(out, harden ? "shuffled" : "ascending"),
               "fresh blocks come %s (status %#x) [%s]", harden ? "in a shuffled order" : "in address order", st, out);
     }
+    /* The debug hooks stop on the same misuses (their own checks: the header of each block). */
+    expect_abort("interior", 2, W("PyMem_Free(0x", "(debug hooks)", "interior pointer?"));
+    expect_abort("never_handed_out", 2, W("PyMem_Free(0x", "(debug hooks)"));
+    const char *const freed_twice[] = {"double_free_between", "double_free_cross", "double_free_cross2",
+                                       "double_free_chain", "realloc_freed"};
+    for (size_t i = 0; i < sizeof freed_twice / sizeof *freed_twice; i++)
+        expect_abort(freed_twice[i], 2, W("Debug memory block at address", "the block was freed before"));
     TEST_MAIN_END();
 }

@@ -98,7 +98,7 @@ typedef struct _typeobject {
 /*
  Version of [`pyalloc_stats`]; bumped when fields are added (at the end).
  */
-#define PYALLOC_STATS_VERSION 2
+#define PYALLOC_STATS_VERSION 3
 
 /*
  Phases reported to callbacks.
@@ -316,6 +316,21 @@ typedef struct {
      Version 2: times the OS refused memory and pyalloc gave back what it held to retry.
      */
     uint64_t oom_events;
+    /*
+     Version 3: misuses that did not stop the program (compat mode, or a misuse handler):
+     told to a misuse handler, and pointers left alone (not freed: interior, never handed
+     out, already free).
+     */
+    uint64_t misuse_reported;
+    uint64_t misuse_left_alone;
+    /*
+     Version 3, by kind: double frees (a block already free), interior pointers, corrupted
+     free-list links (the list dropped), and pyalloc blocks given to libc's free or realloc.
+     */
+    uint64_t double_frees;
+    uint64_t interior_pointers;
+    uint64_t corrupted_links;
+    uint64_t libc_frees;
 } pyalloc_stats;
 
 /*

@@ -227,16 +227,18 @@ def check_plugin(vpy: str, tmp: str) -> None:
         out = r.stdout + r.stderr
         check(r.returncode == 1 and "3 failed, 2 passed" in out and "3 misuse(s) found in 3 test(s)" in out,
               "the same with pytest-xdist's workers (-n 2)", out)
-    # --pyalloc-harden: an overflow into a free block fails its test too.
+    # An overflow into a free block fails its test too, in the default mode and hardened.
     with open(os.path.join(where, "test_overflow.py"), "w") as f:
         f.write("import pyalloc_buggy\n\ndef test_overflow():\n    pyalloc_buggy.overflow_into_free()\n\n"
                 "def test_fine():\n    pyalloc_buggy.correct()\n")
-    r = run([vpy, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyalloc-check=strict", "--pyalloc-harden",
-             "test_overflow.py"], env=env, cwd=where)
-    out = r.stdout + r.stderr
-    check(r.returncode == 1 and "1 failed, 1 passed" in out and "free list corrupted" in out
-          and "FAILED test_overflow.py::test_overflow" in out,
-          "--pyalloc-harden: an overflow into a free block fails the test that made it", out)
+    for extra in ([], ["--pyalloc-harden"]):
+        r = run([vpy, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--pyalloc-check=strict", *extra,
+                 "test_overflow.py"], env=env, cwd=where)
+        out = r.stdout + r.stderr
+        check(r.returncode == 1 and "1 failed, 1 passed" in out and "free list corrupted" in out
+              and "FAILED test_overflow.py::test_overflow" in out,
+              f"{' '.join(['--pyalloc-check=strict', *extra])}: an overflow into a free block fails the test "
+              "that made it", out)
     # Stock CPython, without the plugin: the two Python-domain mixes pass silently.
     r = run([vpy, "-m", "pytest", "-p", "no:cacheprovider", "-q", "test_buggy.py", "-k",
              "mem_free_of_object or object_free_of_mem or correct"], env=env, cwd=where)

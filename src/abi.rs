@@ -55,7 +55,7 @@ pub struct PyObjectArenaAllocator {
 }
 
 /// Version of [`pyalloc_stats`]; bumped when fields are added (at the end).
-pub const PYALLOC_STATS_VERSION: u32 = 2;
+pub const PYALLOC_STATS_VERSION: u32 = 3;
 /// Bytes of version 1 of [`pyalloc_stats`] (what `pyalloc_stats_get` writes).
 pub const PYALLOC_STATS_V1_SIZE: usize = core::mem::offset_of!(pyalloc_stats, large_cached_bytes);
 
@@ -116,6 +116,17 @@ pub struct pyalloc_stats {
     pub large_cache_hits: u64,
     /// Version 2: times the OS refused memory and pyalloc gave back what it held to retry.
     pub oom_events: u64,
+    /// Version 3: misuses that did not stop the program (compat mode, or a misuse handler):
+    /// told to a misuse handler, and pointers left alone (not freed: interior, never handed
+    /// out, already free).
+    pub misuse_reported: u64,
+    pub misuse_left_alone: u64,
+    /// Version 3, by kind: double frees (a block already free), interior pointers, corrupted
+    /// free-list links (the list dropped), and pyalloc blocks given to libc's free or realloc.
+    pub double_frees: u64,
+    pub interior_pointers: u64,
+    pub corrupted_links: u64,
+    pub libc_frees: u64,
 }
 
 /// Statistics of one generation (`gc.get_stats()`).

@@ -40,8 +40,8 @@ def pytest_addoption(parser) -> None:
         "--pyalloc-harden",
         action="store_true",
         default=False,
-        help="with --pyalloc-check: also every allocation and free through pyalloc's checked paths "
-        "(overflows into free blocks, interior pointers, double frees; several times slower)",
+        help="with --pyalloc-check: also pyalloc's hardened mode (fresh blocks in a shuffled "
+        "order, so that a test depending on allocation order shows)",
     )
 
 

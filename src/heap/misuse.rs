@@ -71,6 +71,7 @@ pub fn wrong_domain(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize)
 /// in compat mode (and with a misuse handler) report and count it, and the caller leaves `p`
 /// alone.
 pub fn not_a_block(asked: usize, op: Op, p: *mut u8, block: *mut u8, owner: usize, size: usize) {
+    INTERIOR.fetch_add(1, Ordering::Relaxed);
     let f = API[asked][op as usize];
     let event = Event::new(
         PYALLOC_MISUSE_NOT_A_BLOCK,
@@ -95,6 +96,9 @@ pub fn not_a_block(asked: usize, op: Op, p: *mut u8, block: *mut u8, owner: usiz
         tolerate(&event, args);
     }
 }
+
+/// Interior pointers (not the start of a block) given to free or realloc.
+pub static INTERIOR: AtomicU64 = AtomicU64::new(0);
 
 /// `p` is the start of a block of a pool in use (`size` bytes, domain `owner`) that was never
 /// handed out: as [`not_a_block`].

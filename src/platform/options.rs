@@ -11,7 +11,7 @@
 //! | `PYALLOC_DEBUG` | a boolean: install the debug hooks at load (standalone: pyalloc's; in a CPython host: CPython's, over pyalloc, as `PYTHONMALLOC=debug`) | off |
 //! | `PYALLOC_DEBUG_BACKTRACE` | a boolean: record where debug-hooked blocks are allocated and freed (pyalloc's hooks only) | off |
 //! | `PYALLOC_DEBUG_QUARANTINE` | a size: bytes of freed blocks the debug hooks hold back before reuse (pyalloc's hooks only) | `1M` |
-//! | `PYALLOC_HARDEN` | a boolean: serve every allocation and free through checked paths (free-list links, interior pointers, double frees; `domain/harden.rs`) | off |
+//! | `PYALLOC_HARDEN` | a boolean: the hardened mode: fresh blocks go onto free lists in a shuffled order (the integrity checks are on in every mode; `heap/thread/refill.rs`) | off |
 //!
 //! Booleans: `1`, `true`, `yes`, `on` and `0`, `false`, `no`, `off`, in any case; empty is
 //! off. Sizes: a number of bytes with an optional unit in any case: `K`, `KiB` (1024), `M`,
@@ -287,7 +287,7 @@ pub struct Options {
     pub purge_delay_ms: u64,
     pub verbose: bool,
     pub debug: DebugOptions,
-    /// PYALLOC_HARDEN: every allocation and free through the checked paths (`domain::harden`).
+    /// PYALLOC_HARDEN: the hardened mode (shuffled free lists, `heap::thread::refill`).
     pub harden: bool,
     /// Bit `i`: option [`NAMES`]`[i]` was set to a value that parsed (otherwise: its default).
     pub given: u16,

@@ -25,7 +25,7 @@ use crate::heap::counts::{
 };
 use crate::heap::retention::PURGE_DELAY_MS;
 use crate::heap::size_class::BLOCK_SIZES;
-use crate::heap::{self, NUM_DOMAINS};
+use crate::heap::{self, misuse, NUM_DOMAINS};
 use crate::platform::config::*;
 use core::fmt::{self, Write};
 use core::sync::atomic::Ordering;
@@ -73,6 +73,15 @@ pub fn gather() -> pyalloc_stats {
     s.large_cached_bytes = crate::heap::large_cache::CACHED_BYTES.load(Ordering::Relaxed) as u64;
     s.large_cache_hits = crate::heap::large_cache::HITS.load(Ordering::Relaxed);
     s.oom_events = OOM_EVENTS.load(Ordering::Relaxed);
+    let sum = |c: &[core::sync::atomic::AtomicU64; 3]| {
+        c.iter().map(|x| x.load(Ordering::Relaxed)).sum::<u64>()
+    };
+    s.misuse_reported = misuse::REPORTED.load(Ordering::Relaxed);
+    s.misuse_left_alone = misuse::LEFT_ALONE.load(Ordering::Relaxed);
+    s.double_frees = sum(&misuse::DOUBLE_FREES);
+    s.interior_pointers = misuse::INTERIOR.load(Ordering::Relaxed);
+    s.corrupted_links = sum(&misuse::CORRUPTED);
+    s.libc_frees = sum(&misuse::LIBC_MIXES);
     s
 }
 

@@ -197,6 +197,16 @@ pub fn write_report(w: &mut impl Write) -> fmt::Result {
         s.large_cached_bytes, s.large_cache_hits
     )?;
     writeln!(w, "out-of-memory retries = {:16}", s.oom_events)?;
+    writeln!(
+        w,
+        "misuse left alone     = {:16} (double frees {}, interior pointers {}, corrupted links {}, libc frees {}; {} told to a handler)",
+        s.misuse_left_alone,
+        s.double_frees,
+        s.interior_pointers,
+        s.corrupted_links,
+        s.libc_frees,
+        s.misuse_reported
+    )?;
     crate::object::freelist::write_report(w)?;
     Ok(())
 }
@@ -254,7 +264,7 @@ pub fn write_json(w: &mut impl Write) -> fmt::Result {
     }
     write!(
         w,
-        "}}, \"arenas_in_use\": {}, \"arenas_empty\": {}, \"arenas_allocated_total\": {}, \"arenas_freed_total\": {}, \"bytes_mapped\": {}, \"bytes_mapped_peak\": {}, \"bytes_purged_total\": {}, \"bytes_unmapped_total\": {}, \"bytes_returned_total\": {}, \"bytes_dirty\": {}, \"bytes_dirty_kept\": {}, \"bytes_dirty_delayed\": {}, \"purge_keep\": {}, \"purge_delay_ms\": {}, \"heaps\": {}, \"heaps_abandoned\": {}, \"heaps_orphaned\": {}, \"foreign_frees\": {}, \"large_cached_bytes\": {}, \"large_cache_hits\": {}, \"oom_events\": {}, \"host_mode\": {}}}",
+        "}}, \"arenas_in_use\": {}, \"arenas_empty\": {}, \"arenas_allocated_total\": {}, \"arenas_freed_total\": {}, \"bytes_mapped\": {}, \"bytes_mapped_peak\": {}, \"bytes_purged_total\": {}, \"bytes_unmapped_total\": {}, \"bytes_returned_total\": {}, \"bytes_dirty\": {}, \"bytes_dirty_kept\": {}, \"bytes_dirty_delayed\": {}, \"purge_keep\": {}, \"purge_delay_ms\": {}, \"heaps\": {}, \"heaps_abandoned\": {}, \"heaps_orphaned\": {}, \"foreign_frees\": {}, \"large_cached_bytes\": {}, \"large_cache_hits\": {}, \"oom_events\": {}, \"misuse\": {{\"reported\": {}, \"left_alone\": {}, \"double_frees\": {}, \"interior_pointers\": {}, \"corrupted_links\": {}, \"libc_frees\": {}}}, \"host_mode\": {}}}",
         s.arenas_in_use,
         s.arenas_empty,
         s.arenas_allocated_total,
@@ -276,6 +286,12 @@ pub fn write_json(w: &mut impl Write) -> fmt::Result {
         s.large_cached_bytes,
         s.large_cache_hits,
         s.oom_events,
+        s.misuse_reported,
+        s.misuse_left_alone,
+        s.double_frees,
+        s.interior_pointers,
+        s.corrupted_links,
+        s.libc_frees,
         crate::host::mode() as u8
     )
 }

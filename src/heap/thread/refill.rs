@@ -182,20 +182,14 @@ pub(crate) unsafe fn extend_and_pop(heap: *mut Heap, pool: *mut Pool, c: usize) 
             n = ((*pool).end as usize - first as usize) / bs;
         }
         track::defined(first, n * bs);
-        let key = (*heap).key;
         let head = if SHUFFLE.load(Ordering::Relaxed) && n > 1 {
             thread_shuffled(heap, pool, first, n)
         } else {
-            let mut b = first;
-            for _ in 1..n {
-                let next = b.add(bs);
-                set_next(key, b.cast(), next.cast());
-                mark_free(pool, b);
-                b = next;
-            }
-            set_next(key, b.cast(), ptr::null_mut());
-            mark_free(pool, b);
-            first
+            let mut b = first.wrapping_sub(bs);
+            thread_run(heap, pool, n, || {
+                b = b.wrapping_add(bs);
+                b
+            })
         };
         track::no_access(first, n * bs);
         (*pool).free = head.cast();
@@ -220,13 +214,35 @@ pub(crate) static SHUFFLE: AtomicBool = AtomicBool::new(false);
 unsafe fn thread_shuffled(heap: *mut Heap, pool: *mut Pool, first: *mut u8, n: usize) -> *mut u8 {
     // SAFETY: as stated: every block of the run is ours to write.
     unsafe {
-        let (key, bs) = ((*heap).key, (*pool).size);
+        let bs = (*pool).size;
         let (o, s) = shuffle_steps(heap, n);
-        let at = |i: usize| first.add((o + i * s) % n * bs);
-        let head = at(0);
+        let mut k = o + n - s; // the first step lands on `o`
+        thread_run(heap, pool, n, || {
+            k = (k + s) % n;
+            first.add(k * bs)
+        })
+    }
+}
+
+/// Link the `n` blocks of `pool` that `next_block` gives, in that order, into a free list, each
+/// marked free, and return its head.
+///
+/// # Safety
+/// As for [`extend_and_pop`]: `next_block` gives `n` distinct never-used blocks of the pool.
+#[inline(always)]
+unsafe fn thread_run(
+    heap: *mut Heap,
+    pool: *mut Pool,
+    n: usize,
+    mut next_block: impl FnMut() -> *mut u8,
+) -> *mut u8 {
+    // SAFETY: as stated.
+    unsafe {
+        let key = (*heap).key;
+        let head = next_block();
         let mut b = head;
-        for i in 1..n {
-            let next = at(i);
+        for _ in 1..n {
+            let next = next_block();
             set_next(key, b.cast(), next.cast());
             mark_free(pool, b);
             b = next;

@@ -14,7 +14,7 @@ OBJCOPY ?= objcopy
 READELF ?= readelf
 LDCONFIG ?= $(shell PATH="$$PATH:/sbin:/usr/sbin" command -v ldconfig 2>/dev/null)
 
-.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test uninstall wheel package-test python-test python-test-all python-test-current cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-python-current bench-objects runtime-demo install clean
+.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test uninstall wheel package-test python-test python-test-all python-test-current cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-python-current bench-python-icount bench-objects runtime-demo install clean
 
 all: lib
 
@@ -171,6 +171,12 @@ bench: lib
 PYBENCH_ARGS ?=
 bench-python: lib
 	python3 bench/python/run.py --freeze $(PYBENCH_ARGS)
+
+# CPython instructions (callgrind) of six small workloads: stock against pyalloc, default and
+# hardened (bench/python/icount.py; ICOUNT_ARGS: e.g. --versions 3.11 --base-lib OLD.so).
+ICOUNT_ARGS ?=
+bench-python-icount: lib
+	python3 bench/python/icount.py $(ICOUNT_ARGS)
 
 bench-python-current: lib cpython-get
 	python3 bench/python/run.py --freeze --versions 3.14,3.15 --out bench/results/python/3.14-3.15 $(PYBENCH_ARGS)

@@ -65,7 +65,7 @@ pub unsafe fn try_pop<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
         let b = (*pool).free;
         // A head that is not a block of the pool (a foreign-block descriptor's, or a corrupted
         // link) is left to the slow path's `pop`.
-        if b.is_null() || !(*pool).holds(b as usize) || !is_free(pool, b.cast()) {
+        if b.is_null() || !(*pool).holds(b as usize) || !listed_is_free(pool, b.cast()) {
             return ptr::null_mut();
         }
         let b = take(heap, pool, b);
@@ -151,7 +151,7 @@ pub(crate) unsafe fn pop(heap: *mut Heap, pool: *mut Pool) -> *mut u8 {
     // SAFETY: as stated; `b` is read only once `holds` vouches for it.
     unsafe {
         let b = (*pool).free;
-        if !(*pool).holds(b as usize) || !is_free(pool, b.cast()) {
+        if !(*pool).holds(b as usize) || !listed_is_free(pool, b.cast()) {
             return pop_checked(heap, pool);
         }
         take(heap, pool, b)

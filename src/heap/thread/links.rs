@@ -108,6 +108,22 @@ pub(crate) unsafe fn is_free(pool: *mut Pool, p: *mut u8) -> bool {
     unsafe { *canary_word(p) == pool as usize }
 }
 
+/// [`is_free`] for a block on a free list (no-access to the memory checker while listed).
+///
+/// # Safety
+/// As for [`is_free`].
+#[inline(always)]
+pub(crate) unsafe fn listed_is_free(pool: *mut Pool, p: *mut u8) -> bool {
+    // SAFETY: as stated.
+    unsafe {
+        let w = canary_word(p);
+        track::defined(w.cast::<u8>(), size_of::<usize>());
+        let free = *w == pool as usize;
+        track::no_access(w.cast::<u8>(), size_of::<usize>());
+        free
+    }
+}
+
 /// Mark block `p` of `pool` free.
 ///
 /// # Safety

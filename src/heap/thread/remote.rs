@@ -66,7 +66,7 @@ pub(crate) unsafe fn foreign_block_ok(pool: *mut Pool, d: usize, c: usize, b: *m
                 && tag & 3 == d
                 && (*pool).class as usize == c
                 && (*pool).holds(b as usize)
-                && is_free(pool, b.cast())
+                && listed_is_free(pool, b.cast())
         }
     }
 }
@@ -250,7 +250,7 @@ unsafe fn chain_ends(
     unsafe {
         let key = (*heap).key;
         let record = has_chain_record(pool);
-        let ok = |b: *mut Block| (*pool).holds(b as usize) && is_free(pool, b.cast());
+        let ok = |b: *mut Block| (*pool).holds(b as usize) && listed_is_free(pool, b.cast());
         let mut head = list;
         let mut n = 0u32;
         loop {

@@ -104,8 +104,12 @@ pub(crate) unsafe fn canary_word(b: *mut u8) -> *mut usize {
 /// `p` is the start of a block of `pool` (`Pool::holds`).
 #[inline(always)]
 pub(crate) unsafe fn is_free(pool: *mut Pool, p: *mut u8) -> bool {
-    // SAFETY: as stated.
-    unsafe { *canary_word(p) == pool as usize }
+    // SAFETY: as stated. A live block's second word may never have been written: the memory
+    // checker is told it is defined (the block is being freed or resized).
+    unsafe {
+        track::defined(canary_word(p).cast::<u8>(), size_of::<usize>());
+        *canary_word(p) == pool as usize
+    }
 }
 
 /// [`is_free`] for a block on a free list (no-access to the memory checker while listed).

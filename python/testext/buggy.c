@@ -41,20 +41,26 @@ static PyObject *libc_free_of_mem(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* An 8-byte overflow into a free neighbour (its free-list link), then more allocations: only
- * pyalloc's hardened paths (PYALLOC_HARDEN=1) catch it before malloc follows the link. */
+/* An 8-byte overflow into a free neighbour (its free-list link), then more allocations: pyalloc
+ * catches it before malloc follows the link, in every mode. */
 static PyObject *overflow_into_free(PyObject *self, PyObject *args) {
     (void)self;
     (void)args;
-    for (int i = 0; i < 1000; i++) {
-        char *a = PyMem_Malloc(48), *b = PyMem_Malloc(48);
-        if (b == a + 48) {
-            PyMem_Free(b);
-            memset(a, 'A', 56);
-            void *x = PyMem_Malloc(48), *y = PyMem_Malloc(48);
-            (void)x;
-            (void)y;
-            Py_RETURN_NONE; /* the blocks stay allocated: this extension leaks on purpose */
+    /* Two neighbours among 200 blocks (in pyalloc's hardened mode fresh blocks come in a
+     * shuffled order, so consecutive ones are rarely neighbours). */
+    char *v[200];
+    for (int i = 0; i < 200; i++) {
+        v[i] = PyMem_Malloc(48);
+        for (int j = 0; j < i; j++) {
+            char *a = v[j] < v[i] ? v[j] : v[i], *b = v[j] < v[i] ? v[i] : v[j];
+            if (b == a + 48) {
+                PyMem_Free(b);
+                memset(a, 'A', 56);
+                void *x = PyMem_Malloc(48), *y = PyMem_Malloc(48);
+                (void)x;
+                (void)y;
+                Py_RETURN_NONE; /* the blocks stay allocated: this extension leaks on purpose */
+            }
         }
     }
     Py_RETURN_NONE;

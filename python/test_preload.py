@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import subprocess
+import re
 import sys
 import sysconfig
 import tempfile
@@ -296,7 +297,8 @@ print(p.stats()['domains']['object']['allocations'] - before >= 4 * 100000)
     # 12. Options (src/platform/options.rs): PYALLOC_VERBOSE's block lists every option once and
     # tells the truth; bad values and misspelled names warn once; PYALLOC_DEBUG is honoured.
     names = ("PYALLOC_CHECK", "PYALLOC_RAW", "PYALLOC_PURGE_KEEP", "PYALLOC_PURGE_DELAY", "PYALLOC_VERBOSE",
-             "PYALLOC_STATS", "PYALLOC_DEBUG", "PYALLOC_DEBUG_BACKTRACE", "PYALLOC_DEBUG_QUARANTINE")
+             "PYALLOC_STATS", "PYALLOC_DEBUG", "PYALLOC_DEBUG_BACKTRACE", "PYALLOC_DEBUG_QUARANTINE",
+             "PYALLOC_HARDEN", "PYALLOC_REBIND")
     r = run(py, "pass", lib=lib, env_extra={"PYALLOC_VERBOSE": "1"})
     lines = r.stderr.splitlines()
     check(r.returncode == 0 and lines[:1] == [f"pyalloc: installed in CPython {'.'.join(major_minor)} (raw, mem and object domains); check mode compat"]
@@ -305,6 +307,19 @@ print(p.stats()['domains']['object']['allocations'] - before >= 4 * 100000)
           "PYALLOC_VERBOSE=1: the install line, then one block naming every option once", r.stderr)
     check("pyalloc:   PYALLOC_CHECK=compat " in r.stderr and "unknown option" not in r.stderr,
           "... with the host's compat default, and PYALLOC_LIB (tooling) not reported", r.stderr)
+    # A shared libpython gets its own calls back (src/host/rebind.rs); a static one has none to
+    # give. Either way the allocations above went to pyalloc, and tracemalloc saw them (2.).
+    shared = run(py, "print(any('/libpython' in l for l in open('/proc/self/maps')))",
+                 lib=lib, preload=False).stdout.strip() == "True"
+    given_back = re.search(r"libpython's own calls go to its own allocation functions again \((\d+) call slots, (\d+) function pointers", r.stderr)
+    if shared:
+        check(given_back is not None and int(given_back.group(1)) >= 10 and int(given_back.group(2)) >= 10,
+              "a shared libpython's calls of the allocation API go back to its own functions", r.stderr)
+    else:
+        check(given_back is None, "a static interpreter has no calls to give back", r.stderr)
+    r = run(py, "pass", lib=lib, env_extra={"PYALLOC_VERBOSE": "1", "PYALLOC_REBIND": "0"})
+    check(r.returncode == 0 and "own allocation functions again" not in r.stderr
+          and "pyalloc:   PYALLOC_REBIND=off " in r.stderr, "PYALLOC_REBIND=0 leaves the bindings alone", r.stderr)
     r = run(py, "import pyalloc_testext as t; print(t.domains())", lib=lib,
             env_extra={"PYALLOC_VERBOSE": "On", "PYALLOC_RAW": "libc"})
     first = r.stderr.splitlines()[0] if r.stderr else ""

@@ -38,7 +38,13 @@ pub fn ensure() {
         // SAFETY: registering a plain function.
         unsafe { libc::atexit(report_at_exit) };
     }
-    host::install_at_load(o.verbose, o.check_explicit, o.raw_libc, o.debug.at_load);
+    host::install_at_load(
+        o.verbose,
+        o.check_explicit,
+        o.raw_libc,
+        o.debug.at_load,
+        o.rebind,
+    );
     if !host::present() && o.debug.at_load {
         debug::setup();
     }
@@ -228,9 +234,19 @@ fn describe(w: &mut BufWriter<'_>, o: &Options) -> core::fmt::Result {
         opt::HARDEN,
         format_args!("{}", on(o.harden)),
         if o.harden {
-            "checked paths for every allocation and free"
+            "fresh blocks in a shuffled order"
         } else {
             ""
+        },
+    )?;
+    line(
+        w,
+        opt::REBIND,
+        format_args!("{}", on(o.rebind)),
+        if hosted {
+            "a shared libpython's own calls go to its own functions"
+        } else {
+            "unused: no CPython host"
         },
     )
 }

@@ -204,10 +204,27 @@ impl Pool {
         self.owner_tag.load(Ordering::Relaxed)
     }
 
-    /// Set the block check for a pool of blocks of `size` bytes with none threaded yet.
-    pub fn set_block_check(&mut self, size: usize) {
-        self.magic = block_magic(size);
+    /// Set the block check for a pool (its `start` set) of `capacity` blocks of `size` bytes,
+    /// none threaded yet. The multiplier is the smallest `block_magic(size) + k` for which the
+    /// null pointer fails the check even with every block threaded, so that the malloc fast
+    /// path needs no null test of the list head. One exists below [`MAGIC_SLACK`]: the value
+    /// tested, `(0 - start) * m mod 2^64`, drops by `start` (at least one 16 KiB unit) per step
+    /// of `k`, while the bound stays below `2^18 * (k + 1)`; so within 17 steps it wraps to
+    /// above `2^64 - 2^47`. Every such multiplier is exact (the tests check every offset of
+    /// every class for k = 0, 1 and `MAGIC_SLACK - 1`).
+    pub fn set_block_check(&mut self, size: usize, capacity: usize) {
         self.limit = 0;
+        let neg_start = (self.start as u64).wrapping_neg();
+        let mut m = block_magic(size);
+        for _ in 1..MAGIC_SLACK {
+            let full = capacity as u64 * (size as u64).wrapping_mul(m);
+            if neg_start.wrapping_mul(m) >= full {
+                break;
+            }
+            m += 1;
+        }
+        debug_assert!(neg_start.wrapping_mul(m) >= capacity as u64 * (size as u64).wrapping_mul(m));
+        self.magic = m;
     }
 
     /// Count `n` more blocks as threaded (below `bump`), so that [`Pool::holds`] accepts them.
@@ -269,6 +286,9 @@ impl Pool {
     }
 }
 
+/// How far above [`block_magic`] the multiplier of a pool may go (see `set_block_check`).
+pub const MAGIC_SLACK: u64 = 32;
+
 /// The multiplier of [`Pool::holds`] for blocks of `size` bytes.
 pub const fn block_magic(size: usize) -> u64 {
     ((1u128 << 64) / size as u128 + 1) as u64
@@ -285,4 +305,66 @@ pub static EMPTY_POOL: EmptyPool = EmptyPool(Pool::EMPTY);
 #[inline(always)]
 pub fn empty() -> *mut Pool {
     &EMPTY_POOL.0 as *const Pool as *mut Pool
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::heap::size_class::{block_size, pool_capacity, pool_units};
+    use crate::platform::config::{NUM_CLASSES, POOL_SIZE};
+
+    /// `holds` is exact for every class, offset and multiplier `set_block_check` may pick:
+    /// a multiple `q * size` maps to `q * e`, anything else to at least the full bound.
+    #[test]
+    fn the_block_check_is_exact() {
+        for c in 1..=NUM_CLASSES {
+            let d = block_size(c) as u64;
+            let span = (pool_units(c) * POOL_SIZE) as u64;
+            let cap = pool_capacity(c) as u64;
+            for k in [0, 1, MAGIC_SLACK - 1] {
+                let m = block_magic(d as usize) + k;
+                let e = d.wrapping_mul(m);
+                assert!(e >= 1 && e <= d * (k + 1), "class {c} k {k}: e {e}");
+                for off in 0..span {
+                    let low = off.wrapping_mul(m);
+                    if off % d == 0 {
+                        assert_eq!(low, off / d * e, "class {c} k {k} offset {off}");
+                    } else {
+                        assert!(low >= cap * e, "class {c} k {k} offset {off}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// With every block threaded, no pool start makes the null pointer pass the check, and the
+    /// multiplier stays within the slack.
+    #[test]
+    fn null_fails_the_check_in_every_pool() {
+        let mut starts = vec![POOL_SIZE as u64, 2 * POOL_SIZE as u64, 0x7fff_ffff_c000];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            starts.push((x % (1 << 47)) & !(POOL_SIZE as u64 - 1) | POOL_SIZE as u64);
+        }
+        for c in 1..=NUM_CLASSES {
+            let (d, cap) = (block_size(c), pool_capacity(c));
+            for &s in &starts {
+                let mut p = Pool::EMPTY;
+                p.start = s as *mut u8;
+                p.size = d;
+                p.set_block_check(d, cap);
+                assert!(
+                    p.magic - block_magic(d) < MAGIC_SLACK,
+                    "class {c} start {s:#x}"
+                );
+                p.add_threaded(cap);
+                assert!(!p.holds(0), "class {c} start {s:#x}");
+                assert!(p.holds(s as usize) && p.holds(s as usize + (cap - 1) * d));
+                assert!(!p.holds(s as usize + cap * d) && !p.holds(s as usize + 8));
+            }
+        }
+    }
 }

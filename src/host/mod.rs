@@ -28,6 +28,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
 mod forward;
 mod install;
 mod objects;
+mod rebind;
 
 pub use forward::*;
 use objects::{find_host_tables, is_own};
@@ -326,7 +327,13 @@ fn commit(plan: &install::Plan, set: *mut c_void) {
 
 /// Decide and install at load. `verbose` prints the decision; `debug` (`PYALLOC_DEBUG`) puts
 /// CPython's debug hooks over pyalloc, as `PYTHONMALLOC=debug` does.
-pub fn install_at_load(verbose: bool, check_explicit: bool, raw_libc: bool, debug: bool) {
+pub fn install_at_load(
+    verbose: bool,
+    check_explicit: bool,
+    raw_libc: bool,
+    debug: bool,
+    rebind: bool,
+) {
     VERBOSE.store(verbose, Ordering::Relaxed);
     RAW_LIBC.store(raw_libc, Ordering::Relaxed);
     let set = resolve(c"PyMem_SetAllocator");
@@ -443,6 +450,33 @@ pub fn install_at_load(verbose: bool, check_explicit: bool, raw_libc: bool, debu
                 "PYTHON_PYMALLOC_HUGEPAGES configures pymalloc, which pyalloc replaces: ignored (docs/CPYTHON.md)"
             ));
         }
+    }
+    if rebind {
+        give_back_calls(set, verbose);
+    }
+}
+
+/// A shared libpython's calls of the allocation API bind to pyalloc's exports: point them back
+/// at its own functions, which dispatch through its tables to pyalloc (`rebind.rs`).
+fn give_back_calls(host_fn: *mut c_void, verbose: bool) {
+    let host = objects::object_of(host_fn as usize).map(|(_, lo, hi)| lo..hi);
+    let ours = |name: &CStr| {
+        // SAFETY: dlsym with a NUL-terminated name.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        is_own(p).then_some(p as usize)
+    };
+    let theirs = |name: &CStr| {
+        let p = resolve(name) as usize;
+        host.as_ref().is_some_and(|r| r.contains(&p)).then_some(p)
+    };
+    // SAFETY: at load, before the interpreter runs; each store switches one binding between
+    // two functions that serve the call alike.
+    let done = unsafe { rebind::rebind(host_fn, ours, theirs) };
+    if verbose && done.slots + done.words > 0 {
+        warn(format_args!(
+            "libpython's own calls go to its own allocation functions again ({} call slots, {} function pointers; they reach pyalloc through its tables)",
+            done.slots, done.words
+        ));
     }
 }
 

@@ -63,9 +63,11 @@ pub unsafe fn try_pop<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
     unsafe {
         let pool = *(*heap).pools.get_unchecked(D).get_unchecked(c);
         let b = (*pool).free;
-        // A head that is not a block of the pool (a foreign-block descriptor's, or a corrupted
-        // link) is left to the slow path's `pop`.
-        if b.is_null() || !(*pool).holds(b as usize) || !listed_is_free(pool, b.cast()) {
+        // An empty list (null fails `holds` in every pool: `Pool::set_block_check`, and the
+        // empty and foreign-block descriptors hold nothing), or a head that is not a block of
+        // the pool (a foreign-block descriptor's, or a corrupted link), is left to the slow
+        // path's `pop`.
+        if !(*pool).holds(b as usize) || !listed_is_free(pool, b.cast()) {
             return ptr::null_mut();
         }
         let b = take(heap, pool, b);

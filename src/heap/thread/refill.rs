@@ -306,7 +306,7 @@ pub(crate) unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool 
         (*p).domain = d as u8;
         (*p).stat_index = (d * NUM_SLOTS + c) as u16;
         (*p).size = bs;
-        (*p).set_block_check(bs);
+        (*p).set_block_check(bs, pool_capacity(c));
         (*p).bump = (*p).start;
         (*p).end = (*p).start.add(pool_capacity(c) * bs);
         (*p).free = ptr::null_mut();

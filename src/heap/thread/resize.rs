@@ -8,6 +8,74 @@ use super::*;
 /// `p` is null or a pointer returned by this allocator and not freed since (anything else is
 /// reported when it can be detected: foreign pointers, wrong domains, freed pools).
 pub unsafe fn realloc<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
+    let heap = tls::get();
+    let pool = pagemap::lookup_fast(p as usize);
+    // SAFETY: a non-null page-map entry is a live descriptor. A tag equal to this heap's tag for
+    // D means the pool is this thread's, in domain D; `holds` then says `p` starts one of its
+    // blocks, so its canary may be read, and a block without one is live.
+    unsafe {
+        if !pool.is_null()
+            && (*pool).tag() == heap as usize | D
+            && (*pool).holds(p as usize)
+            && !is_free(pool, p)
+            && n <= MEDIUM_MAX
+        {
+            return resize_own::<D>(heap, pool, p, n);
+        }
+        realloc_checked::<D>(p, n)
+    }
+}
+
+/// [`realloc`] of a live block `p` of `pool`, a pool of this thread's heap in domain `D`, to a
+/// size served by pools: kept, or moved to a block from the fast path and freed on the fast
+/// path (the common case in CPython: a string or list buffer shrunk to fit, or grown).
+///
+/// # Safety
+/// As stated; `heap` is `tls::get()`.
+#[inline(always)]
+unsafe fn resize_own<const D: usize>(
+    heap: *mut Heap,
+    pool: *mut Pool,
+    p: *mut u8,
+    n: usize,
+) -> *mut u8 {
+    // SAFETY: as stated.
+    unsafe {
+        let old = (*pool).size;
+        let class = (*pool).class as usize;
+        if n <= old && (n.max(1) > old - old / 4 || class_of(n.max(1)) == class) {
+            track::reallocated_in_place(p, old, n);
+            return p;
+        }
+        // Medium buffers growing by realloc get a quarter of headroom (see `realloc_checked`).
+        let want = if n > old && n > SMALL_MAX {
+            (n + n / 4).min(MEDIUM_MAX)
+        } else {
+            n
+        };
+        let q = malloc_in::<D>(heap, want);
+        if q.is_null() {
+            return q;
+        }
+        let keep = old.min(n);
+        track::defined(p, keep);
+        ptr::copy_nonoverlapping(p, q, keep);
+        if !free_in_pool::<D>(heap, pool, heap as usize | D, p) {
+            // The pool's state changed under the allocation (it can only have been emptied by
+            // nothing: `p` is live); the checked path handles any case.
+            free_slow::<D>(heap, p);
+        }
+        q
+    }
+}
+
+/// [`realloc`] with every check: null, foreign pointers, other threads' and other domains'
+/// blocks, large blocks, freed ones.
+///
+/// # Safety
+/// As for [`realloc`].
+#[inline(never)]
+unsafe fn realloc_checked<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
     if p.is_null() {
         return malloc::<D>(n);
     }

@@ -14,7 +14,7 @@ OBJCOPY ?= objcopy
 READELF ?= readelf
 LDCONFIG ?= $(shell PATH="$$PATH:/sbin:/usr/sbin" command -v ldconfig 2>/dev/null)
 
-.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test uninstall wheel package-test python-test python-test-all python-test-current cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-python-current bench-python-icount bench-objects runtime-demo install clean
+.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test uninstall wheel package-test python-test python-test-all python-test-current cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-python-current bench-python-icount bench-scaling bench-objects runtime-demo install clean
 
 all: lib
 
@@ -177,6 +177,17 @@ bench-python: lib
 ICOUNT_ARGS ?=
 bench-python-icount: lib
 	python3 bench/python/icount.py $(ICOUNT_ARGS)
+
+# Thread scaling (bench/scaling.c): 1, 2, 4, 8 threads; CPU ns per pair and pyalloc's lock
+# contention counts, against glibc and (when installed) jemalloc and mimalloc under LD_PRELOAD.
+SCALING_OPS ?= 2000000
+bench-scaling: lib
+	@mkdir -p $(BUILD)
+	$(CC) -O2 -std=gnu11 -Wall -Wextra -Werror -Iinclude -DPYALLOC_NO_PYTHON_H bench/scaling.c -o $(BUILD)/scaling -L$(LIBDIR) -lpyalloc -Wl,-rpath,$(abspath $(LIBDIR)) -pthread
+	@$(BUILD)/scaling pyalloc $(SCALING_OPS)
+	@$(BUILD)/scaling malloc $(SCALING_OPS) glibc | tail -n +2
+	@for l in jemalloc:/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 mimalloc:/usr/lib/x86_64-linux-gnu/libmimalloc.so.2; do \
+	  [ -f $${l#*:} ] && LD_PRELOAD=$${l#*:} $(BUILD)/scaling malloc $(SCALING_OPS) $${l%%:*} | tail -n +2; done; true
 
 bench-python-current: lib cpython-get
 	python3 bench/python/run.py --freeze --versions 3.14,3.15 --out bench/results/python/3.14-3.15 $(PYBENCH_ARGS)

@@ -22,6 +22,24 @@ extern "C" fn on_load() {
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 
+/// `fork()`: the layers above the heap core hold their locks across it (the heap core's own are
+/// in `heap::thread::fork`): host installation, free-list registry, debug quarantine.
+extern "C" fn fork_prepare() {
+    host::fork_lock();
+    crate::object::freelist::fork_lock();
+    crate::debug::quarantine::fork_lock();
+}
+
+/// Release what [`fork_prepare`] took, in reverse order (in the parent and in the child).
+extern "C" fn fork_release() {
+    // SAFETY: fork_prepare took the three locks, and nothing released them since.
+    unsafe {
+        crate::debug::quarantine::fork_unlock();
+        crate::object::freelist::fork_unlock();
+        host::fork_unlock();
+    }
+}
+
 /// Start every layer once (the constructor does; tests and callers that may run first can).
 pub fn ensure() {
     start::ensure();
@@ -29,6 +47,10 @@ pub fn ensure() {
         return;
     }
     domain::interpose::resolve_now();
+    // SAFETY: registering plain functions that live as long as the process. Prepare handlers
+    // run in the reverse order of registration, so these locks are taken before the heap
+    // core's (registered at its start), as they nest when held.
+    unsafe { libc::pthread_atfork(Some(fork_prepare), Some(fork_release), Some(fork_release)) };
     let o = start::options();
     domain::set_compat(o.compat);
     if o.raw_libc {

@@ -424,7 +424,7 @@ unsafe fn check(dd: &DebugDomain, op: Op, p: *mut u8, limit: usize) -> usize {
 }
 
 mod dump;
-mod quarantine;
+pub mod quarantine;
 use dump::fail;
 pub use quarantine::drain_quarantine;
 use quarantine::retire;

@@ -19,6 +19,21 @@ static QUARANTINE: SpinLock<Quarantine> = SpinLock::new(Quarantine {
     bytes: 0,
 });
 
+/// Hold the quarantine's lock across `fork()` (registered by `init`), so that a child never
+/// starts with it held by a thread that does not exist there.
+pub fn fork_lock() {
+    QUARANTINE.raw_lock();
+}
+
+/// Release what [`fork_lock`] took (in the parent and in the child).
+///
+/// # Safety
+/// [`fork_lock`] took the lock and nothing released it since.
+pub unsafe fn fork_unlock() {
+    // SAFETY: as stated.
+    unsafe { QUARANTINE.raw_unlock() }
+}
+
 /// A checked block is freed: mark it dead and park it in the quarantine; blocks leaving the
 /// quarantine are verified untouched, then given back to the base allocator.
 ///

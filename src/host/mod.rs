@@ -526,6 +526,20 @@ fn interpreter_running() -> bool {
 /// Serialises [`install_now`].
 static INSTALLING: SpinLock<()> = SpinLock::new(());
 
+/// Hold [`INSTALLING`] across `fork()` (registered by `init`).
+pub fn fork_lock() {
+    INSTALLING.raw_lock();
+}
+
+/// Release what [`fork_lock`] took.
+///
+/// # Safety
+/// [`fork_lock`] took the lock and nothing released it since.
+pub unsafe fn fork_unlock() {
+    // SAFETY: as stated.
+    unsafe { INSTALLING.raw_unlock() }
+}
+
 /// `pyalloc_install()`: make pyalloc the allocator of the running interpreter (see
 /// `install.rs`). 0 on success or if already installed; -1 with one line on stderr otherwise.
 pub fn install_now() -> c_int {

@@ -25,6 +25,20 @@ static REGISTRY: SpinLock<Registry> = SpinLock::new(Registry {
     len: 0,
 });
 
+/// Hold the registry's lock across `fork()` (registered by `init`).
+pub fn fork_lock() {
+    REGISTRY.raw_lock();
+}
+
+/// Release what [`fork_lock`] took.
+///
+/// # Safety
+/// [`fork_lock`] took the lock and nothing released it since.
+pub unsafe fn fork_unlock() {
+    // SAFETY: as stated.
+    unsafe { REGISTRY.raw_unlock() }
+}
+
 /// Set up `fl` and register it for the statistics.
 ///
 /// # Safety

@@ -1,10 +1,15 @@
 //! A small spin lock for the slow paths (arena list, heap list, metadata).
 //!
 //! It never allocates, can be statically initialised, and can be forcibly reset in a forked
-//! child (see `init::after_fork_child`).
+//! child (the `fork()` handlers of `heap::thread::fork` and `init` hold the locks across it).
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Acquisitions of any [`SpinLock`] that found it held (counted only then: an uncontended
+/// acquisition costs nothing more), and the times a waiter gave up its CPU. Statistics read them.
+pub static CONTENDED: AtomicU64 = AtomicU64::new(0);
+pub static YIELDS: AtomicU64 = AtomicU64::new(0);
 
 /// A test-and-test-and-set lock that yields the CPU while it waits.
 pub struct SpinLock<T> {
@@ -57,11 +62,15 @@ impl<T> SpinLock<T> {
             {
                 return;
             }
+            if spins == 0 {
+                CONTENDED.fetch_add(1, Ordering::Relaxed);
+            }
             while self.locked.load(Ordering::Relaxed) {
                 spins += 1;
                 if spins < 64 {
                     core::hint::spin_loop();
                 } else {
+                    YIELDS.fetch_add(1, Ordering::Relaxed);
                     // SAFETY: sched_yield has no preconditions.
                     unsafe { libc::sched_yield() };
                 }

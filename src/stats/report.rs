@@ -207,6 +207,12 @@ pub fn write_report(w: &mut impl Write) -> fmt::Result {
         s.libc_frees,
         s.misuse_reported
     )?;
+    writeln!(
+        w,
+        "locks contended       = {:16} (acquisitions that found the lock held; {} yields)",
+        crate::platform::sync::CONTENDED.load(core::sync::atomic::Ordering::Relaxed),
+        crate::platform::sync::YIELDS.load(core::sync::atomic::Ordering::Relaxed)
+    )?;
     crate::object::freelist::write_report(w)?;
     Ok(())
 }
@@ -264,7 +270,7 @@ pub fn write_json(w: &mut impl Write) -> fmt::Result {
     }
     write!(
         w,
-        "}}, \"arenas_in_use\": {}, \"arenas_empty\": {}, \"arenas_allocated_total\": {}, \"arenas_freed_total\": {}, \"bytes_mapped\": {}, \"bytes_mapped_peak\": {}, \"bytes_purged_total\": {}, \"bytes_unmapped_total\": {}, \"bytes_returned_total\": {}, \"bytes_dirty\": {}, \"bytes_dirty_kept\": {}, \"bytes_dirty_delayed\": {}, \"purge_keep\": {}, \"purge_delay_ms\": {}, \"heaps\": {}, \"heaps_abandoned\": {}, \"heaps_orphaned\": {}, \"foreign_frees\": {}, \"large_cached_bytes\": {}, \"large_cache_hits\": {}, \"oom_events\": {}, \"misuse\": {{\"reported\": {}, \"left_alone\": {}, \"double_frees\": {}, \"interior_pointers\": {}, \"corrupted_links\": {}, \"libc_frees\": {}}}, \"host_mode\": {}}}",
+        "}}, \"arenas_in_use\": {}, \"arenas_empty\": {}, \"arenas_allocated_total\": {}, \"arenas_freed_total\": {}, \"bytes_mapped\": {}, \"bytes_mapped_peak\": {}, \"bytes_purged_total\": {}, \"bytes_unmapped_total\": {}, \"bytes_returned_total\": {}, \"bytes_dirty\": {}, \"bytes_dirty_kept\": {}, \"bytes_dirty_delayed\": {}, \"purge_keep\": {}, \"purge_delay_ms\": {}, \"heaps\": {}, \"heaps_abandoned\": {}, \"heaps_orphaned\": {}, \"foreign_frees\": {}, \"large_cached_bytes\": {}, \"large_cache_hits\": {}, \"oom_events\": {}, \"misuse\": {{\"reported\": {}, \"left_alone\": {}, \"double_frees\": {}, \"interior_pointers\": {}, \"corrupted_links\": {}, \"libc_frees\": {}}}, \"locks\": {{\"contended\": {}, \"yields\": {}}}, \"host_mode\": {}}}",
         s.arenas_in_use,
         s.arenas_empty,
         s.arenas_allocated_total,
@@ -292,6 +298,8 @@ pub fn write_json(w: &mut impl Write) -> fmt::Result {
         s.interior_pointers,
         s.corrupted_links,
         s.libc_frees,
+        crate::platform::sync::CONTENDED.load(core::sync::atomic::Ordering::Relaxed),
+        crate::platform::sync::YIELDS.load(core::sync::atomic::Ordering::Relaxed),
         crate::host::mode() as u8
     )
 }

@@ -3,6 +3,10 @@
 
 use super::*;
 
+/// Heaps on the abandoned list (a copy of `Heaps::nabandoned`, written under the lock), so that
+/// [`reclaim_abandoned`] can skip the lock when there are none.
+static ABANDONED: AtomicUsize = AtomicUsize::new(0);
+
 /// Give this thread a heap: an abandoned one if any, else a new one. Null if out of memory.
 #[cold]
 pub(crate) fn attach() -> *mut Heap {
@@ -16,6 +20,7 @@ pub(crate) fn attach() -> *mut Heap {
             // SAFETY: abandoned heaps are live and owned by the list (lock held).
             g.abandoned = unsafe { (*h).next_abandoned };
             g.nabandoned -= 1;
+            ABANDONED.store(g.nabandoned, Ordering::Relaxed);
             h
         } else {
             let h = g.meta.alloc() as *mut Heap;
@@ -78,6 +83,7 @@ pub unsafe fn detach(h: *mut Heap) {
         (*h).next_abandoned = g.abandoned;
         g.abandoned = h;
         g.nabandoned += 1;
+        ABANDONED.store(g.nabandoned, Ordering::Relaxed);
     }
 }
 
@@ -87,6 +93,11 @@ pub unsafe fn detach(h: *mut Heap) {
 /// Returns how many heaps were trimmed.
 pub(crate) fn reclaim_abandoned(limit: usize, wait: bool) -> usize {
     const BATCH: usize = 8;
+    if !wait && ABANDONED.load(Ordering::Relaxed) == 0 {
+        // No heap is abandoned: the common case, and no reason to touch the lock of all heaps
+        // (every pool taken from an arena comes here).
+        return 0;
+    }
     let mut done = 0;
     while done < limit {
         let mut taken = [ptr::null_mut::<Heap>(); BATCH];

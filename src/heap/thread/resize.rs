@@ -47,12 +47,7 @@ unsafe fn resize_own<const D: usize>(
             track::reallocated_in_place(p, old, n);
             return p;
         }
-        // Medium buffers growing by realloc get a quarter of headroom (see `realloc_checked`).
-        let want = if n > old && n > SMALL_MAX {
-            (n + n / 4).min(MEDIUM_MAX)
-        } else {
-            n
-        };
+        let want = if n > old { grown_size(old, n) } else { n };
         let q = malloc_in::<D>(heap, want);
         if q.is_null() {
             return q;
@@ -66,6 +61,21 @@ unsafe fn resize_own<const D: usize>(
             free_slow::<D>(heap, p);
         }
         q
+    }
+}
+
+/// The block size to ask for when a block of `old` bytes grows to `n` (<= [`MEDIUM_MAX`]) by
+/// realloc. A medium buffer growing by a small step is most likely being built (CPython's
+/// writers and lists grow by 12-25% a step): a class cannot grow in place, as malloc's chunks
+/// often can, so it gets a quarter of headroom, and the next step or two fit without a copy. A
+/// bigger step (a caller that grows geometrically by itself) gets none: the headroom would only
+/// make every copy a quarter longer.
+#[inline(always)]
+fn grown_size(old: usize, n: usize) -> usize {
+    if n > SMALL_MAX && n - old <= old / 4 {
+        (n + n / 4).min(MEDIUM_MAX)
+    } else {
+        n
     }
 }
 
@@ -124,13 +134,8 @@ unsafe fn realloc_checked<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
             track::reallocated_in_place(p, old, n);
             return p;
         }
-        if n > old && n > SMALL_MAX && n <= MEDIUM_MAX {
-            // A medium block growing by realloc is most likely a buffer being built (CPython's
-            // writers and lists grow by 12-25% a step). A class cannot grow in place, as
-            // malloc's chunks often can, so leave a quarter of headroom: the next step or two
-            // then fit without a copy.
-            let grown = (n + n / 4).min(MEDIUM_MAX);
-            return move_block::<D>(p, old, grown, pool, tag);
+        if n > old && n <= MEDIUM_MAX {
+            return move_block::<D>(p, old, grown_size(old, n), pool, tag);
         }
         move_block::<D>(p, old, n, pool, tag)
     }

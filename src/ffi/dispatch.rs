@@ -95,7 +95,7 @@ pub(crate) unsafe fn dispatch_free<const D: usize>(p: *mut c_void) {
         if heap::not_hooked::<D>(h) || host::host_serves_own::<D>() {
             // Standalone, or in a host that still dispatches to pyalloc: serve it here rather
             // than through the host's function and back.
-            if !heap::free_in_pool::<D>(h, pool, h as usize | D, p.cast()) {
+            if !heap::free_in_pool::<D>(h, pool, heap::own_tag::<D>(h), p.cast()) {
                 heap::free_slow::<D>(h, p.cast());
             }
             return;

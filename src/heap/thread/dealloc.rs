@@ -14,10 +14,17 @@ pub unsafe fn free<const D: usize>(p: *mut u8) {
     unsafe {
         // The heap's own tag: the table functions serve frees even while the public
         // functions are hooked (a hook calls them).
-        if !free_fast::<D>(heap, heap as usize | D, p) {
+        if !free_fast::<D>(heap, own_tag::<D>(heap), p) {
             free_slow::<D>(heap, p);
         }
     }
+}
+
+/// The tag of `heap`'s pools of domain `D`: `heap | D` (heaps are aligned to [`HEAP_ALIGN`]), the
+/// value the free paths that serve a domain's own table compare (hooks or not).
+#[inline(always)]
+pub fn own_tag<const D: usize>(heap: *mut Heap) -> usize {
+    heap as usize | D
 }
 
 /// The hook-aware tag of `heap` for domain `D` (see [`free_fast`]).

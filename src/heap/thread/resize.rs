@@ -15,7 +15,7 @@ pub unsafe fn realloc<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
     // blocks, so its canary may be read, and a block without one is live.
     unsafe {
         if !pool.is_null()
-            && (*pool).tag() == heap as usize | D
+            && (*pool).tag() == own_tag::<D>(heap)
             && (*pool).holds(p as usize)
             && !is_free(pool, p)
             && n <= MEDIUM_MAX
@@ -55,7 +55,7 @@ unsafe fn resize_own<const D: usize>(
         let keep = old.min(n);
         track::defined(p, keep);
         ptr::copy_nonoverlapping(p, q, keep);
-        if !free_in_pool::<D>(heap, pool, heap as usize | D, p) {
+        if !free_in_pool::<D>(heap, pool, own_tag::<D>(heap), p) {
             // The pool's state changed under the allocation (it can only have been emptied by
             // nothing: `p` is live); the checked path handles any case.
             free_slow::<D>(heap, p);

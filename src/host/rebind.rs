@@ -19,23 +19,13 @@
 //!
 //! Uses: the loader's data (`dl_iterate_phdr`), the platform.
 
+use crate::domain::API_C;
 use core::ffi::{c_int, c_void, CStr};
 use core::ptr;
 
-/// The functions whose bindings go back to the host (pyalloc exports them all).
-const NAMES: &[&CStr] = &[
-    c"PyMem_RawMalloc",
-    c"PyMem_RawCalloc",
-    c"PyMem_RawRealloc",
-    c"PyMem_RawFree",
-    c"PyMem_Malloc",
-    c"PyMem_Calloc",
-    c"PyMem_Realloc",
-    c"PyMem_Free",
-    c"PyObject_Malloc",
-    c"PyObject_Calloc",
-    c"PyObject_Realloc",
-    c"PyObject_Free",
+/// The functions whose bindings go back to the host (pyalloc exports them all): the three
+/// domains' four functions (`domain::API_C`), then these.
+const OBJECT_NAMES: &[&CStr] = &[
     c"_PyObject_New",
     c"_PyObject_NewVar",
     c"PyObject_Init",
@@ -49,6 +39,16 @@ const NAMES: &[&CStr] = &[
     c"PyObject_GC_IsTracked",
     c"PyObject_GC_IsFinalized",
 ];
+const COUNT: usize = 12 + OBJECT_NAMES.len();
+
+/// Name `k` (below [`COUNT`]) of the functions rebound.
+fn name(k: usize) -> &'static CStr {
+    if k < 12 {
+        API_C[k / 4][k % 4]
+    } else {
+        OBJECT_NAMES[k - 12]
+    }
+}
 
 const DT_NULL: i64 = 0;
 const DT_PLTRELSZ: i64 = 2;
@@ -102,7 +102,7 @@ struct Object {
     rela: (usize, usize),
 }
 
-/// Point the host object's bindings of [`NAMES`] that resolve to pyalloc (`ours(name)`: the
+/// Point the host object's bindings of the functions [`name`] lists that resolve to pyalloc (`ours(name)`: the
 /// address the host's relocations were bound to, if it is pyalloc's) at the host's own
 /// definitions (`theirs(name)`). `host_fn` is any function of the host object. Nothing is
 /// done for an executable that defines the functions itself (its calls bind internally).
@@ -120,9 +120,9 @@ pub unsafe fn rebind(
     let Some(obj) = find(host_fn as usize) else {
         return done;
     };
-    let mut targets: [(usize, usize); NAMES.len()] = [(0, 0); NAMES.len()];
-    for (t, name) in targets.iter_mut().zip(NAMES) {
-        if let (Some(o), Some(h)) = (ours(name), theirs(name)) {
+    let mut targets: [(usize, usize); COUNT] = [(0, 0); COUNT];
+    for (k, t) in targets.iter_mut().enumerate() {
+        if let (Some(o), Some(h)) = (ours(name(k)), theirs(name(k))) {
             *t = (o, h);
         }
     }
@@ -168,7 +168,7 @@ pub unsafe fn rebind(
     done
 }
 
-/// Which of [`NAMES`] symbol `sym` of `obj` is.
+/// Which of the rebound functions ([`name`]) symbol `sym` of `obj` is.
 ///
 /// # Safety
 /// `obj`'s tables are valid and `sym` is an index into its symbol table.
@@ -176,8 +176,8 @@ unsafe fn index_of(obj: &Object, sym: usize) -> Option<usize> {
     // SAFETY: as stated.
     unsafe {
         let s = &*(obj.symtab as *const Sym).add(sym);
-        let name = CStr::from_ptr((obj.strtab + s.name as usize) as *const core::ffi::c_char);
-        NAMES.iter().position(|n| *n == name)
+        let sym_name = CStr::from_ptr((obj.strtab + s.name as usize) as *const core::ffi::c_char);
+        (0..COUNT).find(|&k| name(k) == sym_name)
     }
 }
 

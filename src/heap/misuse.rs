@@ -170,10 +170,11 @@ pub fn double_free(asked: usize, op: Op, p: *mut u8, owner: usize, size: usize) 
 /// Corrupted free-list links found (and the lists dropped), per domain.
 pub static CORRUPTED: [AtomicU64; 3] = [const { AtomicU64::new(0) }; 3];
 
-/// The free block at `block` of domain `d`'s `size`-byte class held `link`, which is no free
-/// block of that class: abort (strict); in compat mode (and with a misuse handler) count it, and the
-/// caller drops the rest of the list (its blocks stay unused: nothing is handed out twice).
-pub fn corrupted_link(d: usize, size: usize, block: *mut u8, link: *mut u8) {
+/// The next free block of domain `d`'s `size`-byte class would be `link`, which is no free block
+/// of that class (checked before malloc follows it): abort (strict); in compat mode (and with a
+/// misuse handler) count it, and the caller drops the rest of the list (its blocks stay unused:
+/// nothing is handed out twice).
+pub fn corrupted_link(d: usize, size: usize, link: *mut u8) {
     let event = Event::new(
         PYALLOC_MISUSE_CORRUPTED,
         d,
@@ -182,30 +183,16 @@ pub fn corrupted_link(d: usize, size: usize, block: *mut u8, link: *mut u8) {
         d as c_int,
         size,
     );
-    if block.is_null() {
-        tolerate(
-            &event,
-            format_args!(
-                "{}: free list corrupted: the next free block of {} bytes ({} domain) would be {:p}, which is no free block of that size (an overflow into a free block, or a write after free?); caught before malloc followed it",
-                API[d][Op::Malloc as usize],
-                size,
-                NAMES[d],
-                link,
-            ),
-        );
-    } else {
-        tolerate(
-            &event,
-            format_args!(
-                "{}: free list corrupted: the free block at {:p} ({} bytes, {} domain) held the link {:p}, which is no free block of that size (an overflow from the block in front of it, or a write after free?); caught before malloc followed it",
-                API[d][Op::Malloc as usize],
-                block,
-                size,
-                NAMES[d],
-                link,
-            ),
-        );
-    }
+    tolerate(
+        &event,
+        format_args!(
+            "{}: free list corrupted: the next free block of {} bytes ({} domain) would be {:p}, which is no free block of that size (an overflow into a free block, or a write after free?); caught before malloc followed it",
+            API[d][Op::Malloc as usize],
+            size,
+            NAMES[d],
+            link,
+        ),
+    );
     CORRUPTED[d].fetch_add(1, Ordering::Relaxed);
 }
 

@@ -96,7 +96,7 @@ fn is_own(d: usize, a: &PyMemAllocatorEx) -> bool {
 
 /// Look at the host's three domains, layer by layer, down to the allocator pyalloc replaces.
 pub fn survey(set: *mut c_void) -> Result<Plan, Refusal> {
-    let Some((_, lo, hi)) = object_of(set as usize) else {
+    let Some(super::objects::Loaded { lo, hi, .. }) = object_of(set as usize) else {
         return Err(Refusal {
             domain: RAW,
             malloc: 0,

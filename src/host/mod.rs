@@ -459,7 +459,7 @@ pub fn install_at_load(
 /// A shared libpython's calls of the allocation API bind to pyalloc's exports: point them back
 /// at its own functions, which dispatch through its tables to pyalloc (`rebind.rs`).
 fn give_back_calls(host_fn: *mut c_void, verbose: bool) {
-    let host = objects::object_of(host_fn as usize).map(|(_, lo, hi)| lo..hi);
+    let host = objects::object_of(host_fn as usize).map(|o| o.lo..o.hi);
     let ours = |name: &CStr| {
         // SAFETY: dlsym with a NUL-terminated name.
         let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };

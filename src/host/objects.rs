@@ -90,7 +90,7 @@ pub(super) fn find_host_tables(set: *mut c_void) {
     }
     // The object that defines the host's function; dl_iterate_phdr names objects by load
     // bias (0 for a non-PIE executable).
-    let Some((bias, _, _)) = object_of(set as usize) else {
+    let Some(Loaded { bias, .. }) = object_of(set as usize) else {
         return;
     };
     let mut s = Search {
@@ -141,7 +141,7 @@ fn own_range() -> (usize, usize) {
     if hi != 0 {
         return (RANGE[0].load(Ordering::Relaxed), hi);
     }
-    let Some((_, lo, hi)) = object_of(own_range as *const () as usize) else {
+    let Some(Loaded { lo, hi, .. }) = object_of(own_range as *const () as usize) else {
         return (0, 0);
     };
     RANGE[0].store(lo, Ordering::Relaxed);
@@ -149,9 +149,23 @@ fn own_range() -> (usize, usize) {
     (lo, hi)
 }
 
-/// The loaded object (executable or shared library) one of whose loadable segments holds
-/// `addr`: its load bias, and the lowest and highest address of its loadable segments.
-pub(super) fn object_of(addr: usize) -> Option<(usize, usize, usize)> {
+/// A loaded object (executable or shared library), as the loader describes it.
+#[derive(Clone, Copy)]
+pub(super) struct Loaded {
+    /// Load bias.
+    pub bias: usize,
+    /// Lowest and highest address of its loadable segments.
+    pub lo: usize,
+    pub hi: usize,
+    /// Its program headers (in its own mapped memory, valid while it stays loaded).
+    pub phdr: *const libc::Elf64_Phdr,
+    pub phnum: usize,
+    /// The main executable (the loader gives it no name).
+    pub main: bool,
+}
+
+/// The loaded object one of whose loadable segments holds `addr`.
+pub(super) fn object_of(addr: usize) -> Option<Loaded> {
     unsafe extern "C" fn each(
         info: *mut libc::dl_phdr_info,
         _size: usize,
@@ -159,7 +173,7 @@ pub(super) fn object_of(addr: usize) -> Option<(usize, usize, usize)> {
     ) -> c_int {
         // SAFETY: the loader passes a valid info; `data` is (address to find, out result).
         unsafe {
-            let d = &mut *(data as *mut (usize, Option<(usize, usize, usize)>));
+            let d = &mut *(data as *mut (usize, Option<Loaded>));
             let bias = (*info).dlpi_addr as usize;
             let (mut lo, mut hi, mut mine) = (usize::MAX, 0usize, false);
             for i in 0..(*info).dlpi_phnum as usize {
@@ -174,13 +188,21 @@ pub(super) fn object_of(addr: usize) -> Option<(usize, usize, usize)> {
                 mine |= (start..end).contains(&d.0);
             }
             if mine {
-                d.1 = Some((bias, lo, hi));
+                let name = (*info).dlpi_name;
+                d.1 = Some(Loaded {
+                    bias,
+                    lo,
+                    hi,
+                    phdr: (*info).dlpi_phdr,
+                    phnum: (*info).dlpi_phnum as usize,
+                    main: name.is_null() || *name == 0,
+                });
                 return 1;
             }
             0
         }
     }
-    let mut d: (usize, Option<(usize, usize, usize)>) = (addr, None);
+    let mut d: (usize, Option<Loaded>) = (addr, None);
     // SAFETY: the iteration only reads loader data; `d` outlives it.
     unsafe { libc::dl_iterate_phdr(Some(each), &mut d as *mut _ as *mut c_void) };
     d.1

@@ -20,7 +20,7 @@
 //! Uses: the loader's data (`dl_iterate_phdr`), the platform.
 
 use crate::domain::API_C;
-use core::ffi::{c_int, c_void, CStr};
+use core::ffi::{c_void, CStr};
 use core::ptr;
 
 /// The functions whose bindings go back to the host (pyalloc exports them all): the three
@@ -211,77 +211,59 @@ unsafe fn store(obj: &Object, at: usize, value: usize) -> bool {
 /// The shared object holding `addr`, with its dynamic tables; None for the main executable
 /// (its own calls bind internally) or an object without them.
 fn find(addr: usize) -> Option<Object> {
-    struct Find {
-        addr: usize,
-        out: Option<Object>,
+    let l = super::objects::object_of(addr)?;
+    if l.main {
+        return None;
     }
-    unsafe extern "C" fn each(
-        info: *mut libc::dl_phdr_info,
-        _size: usize,
-        data: *mut c_void,
-    ) -> c_int {
-        // SAFETY: the loader passes a valid info; `data` is our Find.
-        unsafe {
-            let f = &mut *(data as *mut Find);
-            let bias = (*info).dlpi_addr as usize;
-            let (mut holds, mut dynamic, mut relro) = (false, 0usize, (0usize, 0usize));
-            for i in 0..(*info).dlpi_phnum as usize {
-                let ph = &*(*info).dlpi_phdr.add(i);
-                let start = bias + ph.p_vaddr as usize;
-                let end = start + ph.p_memsz as usize;
-                match ph.p_type {
-                    libc::PT_LOAD => holds |= (start..end).contains(&f.addr),
-                    libc::PT_DYNAMIC => dynamic = start,
-                    libc::PT_GNU_RELRO => relro = (start & !4095, (end + 4095) & !4095),
-                    _ => {}
-                }
+    let (mut dynamic, mut relro) = (0usize, (0usize, 0usize));
+    // SAFETY: the program headers of a loaded object stay mapped while it is loaded, and its
+    // dynamic section is an array ending with DT_NULL.
+    unsafe {
+        for i in 0..l.phnum {
+            let ph = &*l.phdr.add(i);
+            let start = l.bias + ph.p_vaddr as usize;
+            let end = start + ph.p_memsz as usize;
+            match ph.p_type {
+                libc::PT_DYNAMIC => dynamic = start,
+                libc::PT_GNU_RELRO => relro = (start & !4095, (end + 4095) & !4095),
+                _ => {}
             }
-            if !holds {
-                return 0;
-            }
-            let name = (*info).dlpi_name;
-            if dynamic == 0 || name.is_null() || *name == 0 {
-                return 1; // the executable, or nothing to read
-            }
-            let mut o = Object {
-                bias,
-                relro,
-                strtab: 0,
-                symtab: 0,
-                jmprel: (0, 0),
-                rela: (0, 0),
-            };
-            // The loader relocates the section's addresses in place on x86-64; an address
-            // below the bias is still an offset.
-            let abs = |v: u64| {
-                if (v as usize) < bias {
-                    bias + v as usize
-                } else {
-                    v as usize
-                }
-            };
-            let mut d = dynamic as *const Dyn;
-            while (*d).tag != DT_NULL {
-                let v = (*d).val;
-                match (*d).tag {
-                    DT_STRTAB => o.strtab = abs(v),
-                    DT_SYMTAB => o.symtab = abs(v),
-                    DT_JMPREL => o.jmprel.0 = abs(v),
-                    DT_PLTRELSZ => o.jmprel.1 = v as usize,
-                    DT_RELA => o.rela.0 = abs(v),
-                    DT_RELASZ => o.rela.1 = v as usize,
-                    _ => {}
-                }
-                d = d.add(1);
-            }
-            if o.strtab != 0 && o.symtab != 0 {
-                f.out = Some(o);
-            }
-            1
         }
+        if dynamic == 0 {
+            return None;
+        }
+        let bias = l.bias;
+        let mut o = Object {
+            bias,
+            relro,
+            strtab: 0,
+            symtab: 0,
+            jmprel: (0, 0),
+            rela: (0, 0),
+        };
+        // The loader relocates the section's addresses in place on x86-64; an address below
+        // the bias is still an offset.
+        let abs = |v: u64| {
+            if (v as usize) < bias {
+                bias + v as usize
+            } else {
+                v as usize
+            }
+        };
+        let mut d = dynamic as *const Dyn;
+        while (*d).tag != DT_NULL {
+            let v = (*d).val;
+            match (*d).tag {
+                DT_STRTAB => o.strtab = abs(v),
+                DT_SYMTAB => o.symtab = abs(v),
+                DT_JMPREL => o.jmprel.0 = abs(v),
+                DT_PLTRELSZ => o.jmprel.1 = v as usize,
+                DT_RELA => o.rela.0 = abs(v),
+                DT_RELASZ => o.rela.1 = v as usize,
+                _ => {}
+            }
+            d = d.add(1);
+        }
+        (o.strtab != 0 && o.symtab != 0).then_some(o)
     }
-    let mut f = Find { addr, out: None };
-    // SAFETY: the iteration only reads loader data; `f` outlives it.
-    unsafe { libc::dl_iterate_phdr(Some(each), &mut f as *mut Find as *mut c_void) };
-    f.out
 }

@@ -196,7 +196,7 @@ unsafe fn pop_checked(heap: *mut Heap, pool: *mut Pool) -> *mut u8 {
         }
         // Dropped first: the report may allocate (a misuse handler), from this list too.
         (*pool).free = ptr::null_mut();
-        misuse::corrupted_link(d, block_size(c), ptr::null_mut(), b.cast());
+        misuse::corrupted_link(d, block_size(c), b.cast());
         alloc_from_class(heap, d, c)
     }
 }

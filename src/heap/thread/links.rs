@@ -120,10 +120,8 @@ pub(crate) unsafe fn is_free(pool: *mut Pool, p: *mut u8) -> bool {
 pub(crate) unsafe fn listed_is_free(pool: *mut Pool, p: *mut u8) -> bool {
     // SAFETY: as stated.
     unsafe {
-        let w = canary_word(p);
-        track::defined(w.cast::<u8>(), size_of::<usize>());
-        let free = *w == pool as usize;
-        track::no_access(w.cast::<u8>(), size_of::<usize>());
+        let free = is_free(pool, p);
+        track::no_access(canary_word(p).cast::<u8>(), size_of::<usize>());
         free
     }
 }

@@ -36,7 +36,7 @@ pub(crate) unsafe fn flush_foreign(heap: *mut Heap) {
                     // a pool in use of this slot before it is followed.
                     let pool = pagemap::lookup(b as usize);
                     if !foreign_block_ok(pool, d, c, b) {
-                        misuse::corrupted_link(d, block_size(c), ptr::null_mut(), b.cast());
+                        misuse::corrupted_link(d, block_size(c), b.cast());
                         break;
                     }
                     track::defined(b, size_of::<Block>());
@@ -283,6 +283,6 @@ unsafe fn chain_ends(
 fn corrupted(pool: *mut Pool, b: *mut Block) -> Option<(*mut Block, u32)> {
     // SAFETY: a live descriptor (the caller's pool).
     let (d, size) = unsafe { ((*pool).domain as usize, (*pool).size) };
-    misuse::corrupted_link(d, size, ptr::null_mut(), b.cast());
+    misuse::corrupted_link(d, size, b.cast());
     None
 }

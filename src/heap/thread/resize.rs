@@ -42,8 +42,7 @@ unsafe fn resize_own<const D: usize>(
     // SAFETY: as stated.
     unsafe {
         let old = (*pool).size;
-        let class = (*pool).class as usize;
-        if n <= old && (n.max(1) > old - old / 4 || class_of(n.max(1)) == class) {
+        if stays(old, (*pool).class as usize, n) {
             track::reallocated_in_place(p, old, n);
             return p;
         }
@@ -56,12 +55,19 @@ unsafe fn resize_own<const D: usize>(
         track::defined(p, keep);
         ptr::copy_nonoverlapping(p, q, keep);
         if !free_in_pool::<D>(heap, pool, own_tag::<D>(heap), p) {
-            // The pool's state changed under the allocation (it can only have been emptied by
-            // nothing: `p` is live); the checked path handles any case.
+            // Not expected (`p` is a live block of this thread's pool, which it keeps in use);
+            // the checked path would report whatever it is.
             free_slow::<D>(heap, p);
         }
         q
     }
+}
+
+/// Whether a block of `old` bytes of class `class` stays where it is when resized to `n`: the
+/// new size fits and the shrink is small (CPython: by less than a quarter), or keeps the class.
+#[inline(always)]
+fn stays(old: usize, class: usize, n: usize) -> bool {
+    n <= old && (n.max(1) > old - old / 4 || class_of(n.max(1)) == class)
 }
 
 /// The block size to ask for when a block of `old` bytes grows to `n` (<= [`MEDIUM_MAX`]) by
@@ -129,8 +135,7 @@ unsafe fn realloc_checked<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
             }
             return move_block::<D>(p, old, n, pool, tag);
         }
-        // Keep the block when the new size fits and the shrink is small (CPython: by < 25%).
-        if n <= old && (n.max(1) > old - old / 4 || class_of(n.max(1)) == (*pool).class as usize) {
+        if stays(old, (*pool).class as usize, n) {
             track::reallocated_in_place(p, old, n);
             return p;
         }

@@ -172,7 +172,7 @@ PYBENCH_ARGS ?=
 bench-python: lib
 	python3 bench/python/run.py --freeze $(PYBENCH_ARGS)
 
-# CPython instructions (callgrind) of six small workloads: stock against pyalloc, default and
+# CPython instructions (callgrind) of eight small workloads: stock against pyalloc, default and
 # hardened (bench/python/icount.py; ICOUNT_ARGS: e.g. --versions 3.11 --base-lib OLD.so).
 ICOUNT_ARGS ?=
 bench-python-icount: lib

@@ -21,11 +21,12 @@ if [ "$want" = test ]; then
     if command -v cc >/dev/null; then
         case $(cc -print-file-name=libc.a) in /*) ;; *) pkgs+=(libc6-dev) ;; esac
     fi
-    # bindgen (tests/abi.rs) loads libclang at test time.
+    # bindgen (tests/abi.rs) loads libclang (the C API: libclang.so, libclang-14.so.1; not
+    # libclang-cpp, which LLVM's own tools bring) at test time.
     found=""
-    for g in "${LIBCLANG_PATH:-/nonexistent}"/libclang*.so* /usr/lib/llvm-*/lib/libclang.so* \
-             /usr/lib/llvm-*/lib/libclang-*.so* /usr/lib/*-linux-gnu/libclang.so* \
-             /usr/lib/*-linux-gnu/libclang-*.so*; do
+    for g in "${LIBCLANG_PATH:-/nonexistent}"/libclang.so* "${LIBCLANG_PATH:-/nonexistent}"/libclang-[0-9]*.so* \
+             /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* \
+             /usr/lib/*-linux-gnu/libclang.so* /usr/lib/*-linux-gnu/libclang-[0-9]*.so*; do
         [ -e "$g" ] && found=1 && break
     done
     [ -n "$found" ] || pkgs+=(libclang-dev)

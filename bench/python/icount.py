@@ -102,6 +102,57 @@ for r in range(80):
         l.append(i)
     del b, c, l
 """,
+    # A request loop of a long-running server: JSON documents of random sizes (a few hundred
+    # bytes to ~200 KB) decoded, answered and dropped, with a periodic batch spike that
+    # builds and frees many documents at once; socketpair I/O so bytes cross a real buffer.
+    "server": """
+import json, random, socket
+random.seed(7)
+a, b = socket.socketpair()
+cache = {}
+def request(n):
+    return json.dumps({"user": n, "items": [{"k": i, "v": "x" * (i % 50)} for i in range(n)]})
+for r in range(400):
+    n = random.choice((3, 10, 40, 200, 1500)) if r % 50 else 3000
+    msg = request(n).encode()
+    a.sendall(len(msg).to_bytes(4, "little") + msg)
+    size = int.from_bytes(b.recv(4), "little")
+    buf = bytearray()
+    while len(buf) < size:
+        buf += b.recv(min(65536, size - len(buf)))
+    doc = json.loads(buf)
+    reply = json.dumps({"ok": True, "count": len(doc["items"])})
+    cache[r % 64] = reply
+    if r % 100 == 99:
+        batch = [json.loads(request(60)) for _ in range(200)]
+        del batch
+a.close(); b.close()
+""",
+    # Threads handing objects over: a producer thread builds records that worker threads
+    # consume and free (queue.Queue), the shape of a thread-pool service.
+    "threads": """
+import queue, threading
+q = queue.Queue(maxsize=256)
+out = queue.Queue()
+def worker():
+    total = 0
+    while True:
+        item = q.get()
+        if item is None:
+            break
+        total += len(item["payload"]) + sum(item["nums"])
+    out.put(total)
+ts = [threading.Thread(target=worker) for _ in range(3)]
+for t in ts:
+    t.start()
+for i in range(30000):
+    q.put({"id": i, "payload": "p" * (i % 300), "nums": list(range(i % 20))})
+for t in ts:
+    q.put(None)
+for t in ts:
+    t.join()
+assert out.qsize() == 3
+""",
 }
 
 

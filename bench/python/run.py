@@ -59,6 +59,19 @@ BENCHMARKS = {
     "unpack_sequence": ("bm_unpack_sequence", []),
     "pickle_pure_python": ("bm_pickle", ["--pure-python", "pickle"]),
     "gc_traversal": ("bm_gc_traversal", []),
+    # Servers, threads and big buffers (issue 15: a cliff like the large-block one must show):
+    # an asyncio TCP server and client moving large payloads, a thread pool's imap (pyperf
+    # worker task 1; task 0 is the process pool), a tree of asyncio tasks, an XML document
+    # parsed, changed and written, regexes over a large string, big-integer arithmetic,
+    # base64 of large buffers, deep copies.
+    "asyncio_tcp": ("bm_asyncio_tcp", []),
+    "thread_pool_imap": ("bm_concurrent_imap", ["--worker-task", "1"]),
+    "async_tree": ("bm_async_tree", ["none"]),
+    "xml_etree_process": ("bm_xml_etree", ["process"]),
+    "regex_dna": ("bm_regex_dna", []),
+    "pidigits": ("bm_pidigits", []),
+    "base64": ("bm_base64", []),
+    "deepcopy": ("bm_deepcopy", []),
 }
 
 # version -> ordered list of (config name, env additions); the first is the baseline

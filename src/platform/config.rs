@@ -40,6 +40,13 @@ pub const MAX_POOL_UNITS: usize = 16;
 pub const EXTEND_BYTES: usize = 4096;
 /// Empty single-unit pools a heap keeps for reuse before returning them to their arena.
 pub const HEAP_EMPTY_POOLS: usize = 4;
+/// Empty multi-unit pools (medium classes) a heap keeps for reuse, at most
+/// [`HEAP_MEDIUM_UNITS`] units in all: without them a medium class whose few blocks come and go
+/// takes a pool from its arena (under the arenas lock) every few allocations.
+/// The heap's medium sweep (every `MEDIUM_SWEEP_MS` at most, on a slow path) gives them back.
+pub const HEAP_EMPTY_MEDIUM: usize = 8;
+/// Units (of [`POOL_SIZE`]) the heap's cache of empty multi-unit pools may hold: 512 KiB.
+pub const HEAP_MEDIUM_UNITS: usize = 32;
 /// Default number of bytes of empty, still resident pool units kept before purging
 /// (returning their pages to the OS). `PYALLOC_PURGE_KEEP` overrides it.
 pub const DEFAULT_PURGE_KEEP: usize = 4 << 20;

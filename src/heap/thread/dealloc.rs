@@ -114,9 +114,15 @@ pub unsafe fn free_slow<const D: usize>(heap: *mut Heap, p: *mut u8) {
         return;
     }
     // SAFETY: `pool` is a live descriptor from the page map; its tag (acquire) publishes the
-    // fields written before the pool was handed out.
+    // fields written before the pool was handed out. A block of another thread's pool was
+    // handed to this thread after its owner extended `limit` past it, so `holds` sees it.
     unsafe {
         let tag = (*pool).owner_tag.load(Ordering::Acquire);
+        // The way most frees get here: a live block of another heap's pool of domain `D`
+        // (`holds` implies a block start handed out; the canary, not freed since).
+        if tag >= HEAP_ALIGN && tag & 3 == D && (*pool).holds(p as usize) && !is_free(pool, p) {
+            return free_owned(heap, pool, tag, p);
+        }
         if tag == TAG_FREE || tag == TAG_CACHED {
             return misuse::not_allocated(D, Op::Free, p);
         }

@@ -19,14 +19,96 @@ pub(crate) unsafe fn retire_empty(heap: *mut Heap, pool: *mut Pool) {
         add((*heap).frees.get_unchecked(i), n);
         (*pool).allocs.store(0, Ordering::Relaxed);
         (*pool).set_state(State::Detached);
-        if (*pool).units == 1 && (*heap).ncache < HEAP_EMPTY_POOLS {
-            (*pool).kind = Kind::Cached;
-            (*pool).owner_tag.store(TAG_CACHED, Ordering::Release);
+        if !cache_put(heap, pool) {
+            arena::release(pool);
+        }
+    }
+}
+
+/// Keep the empty, detached `pool` in the heap's cache if there is room: single-unit pools up
+/// to [`HEAP_EMPTY_POOLS`], multi-unit ones up to [`HEAP_EMPTY_MEDIUM`] pools and
+/// [`HEAP_MEDIUM_UNITS`] units. False (nothing done) when there is none.
+///
+/// # Safety
+/// The calling thread owns `heap`; `pool` is empty and detached.
+unsafe fn cache_put(heap: *mut Heap, pool: *mut Pool) -> bool {
+    // SAFETY: as stated.
+    unsafe {
+        let units = (*pool).units as usize;
+        if units == 1 {
+            if (*heap).ncache == HEAP_EMPTY_POOLS {
+                return false;
+            }
             (*heap).cache[(*heap).ncache] = pool;
             (*heap).ncache += 1;
         } else {
-            arena::release(pool);
+            if (*heap).nmcache == HEAP_EMPTY_MEDIUM || (*heap).munits + units > HEAP_MEDIUM_UNITS {
+                return false;
+            }
+            (*heap).mcache[(*heap).nmcache] = pool;
+            (*heap).nmcache += 1;
+            (*heap).munits += units;
         }
+        (*pool).kind = Kind::Cached;
+        (*pool).owner_tag.store(TAG_CACHED, Ordering::Release);
+        true
+    }
+}
+
+/// A cached empty pool of `units` units, taken out of the heap's cache, or null.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+pub(crate) unsafe fn cache_take(heap: *mut Heap, units: usize) -> *mut Pool {
+    // SAFETY: as stated.
+    unsafe {
+        if units == 1 {
+            if (*heap).ncache == 0 {
+                return ptr::null_mut();
+            }
+            (*heap).ncache -= 1;
+            return (*heap).cache[(*heap).ncache];
+        }
+        for i in 0..(*heap).nmcache {
+            let p = (*heap).mcache[i];
+            if (*p).units as usize == units {
+                (*heap).nmcache -= 1;
+                (*heap).mcache[i] = (*heap).mcache[(*heap).nmcache];
+                (*heap).munits -= units;
+                return p;
+            }
+        }
+        ptr::null_mut()
+    }
+}
+
+/// Give every cached empty pool back to its arena.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+pub(crate) unsafe fn cache_release(heap: *mut Heap) {
+    // SAFETY: as stated; cached pools are detached and belong to no list.
+    unsafe {
+        while (*heap).ncache > 0 {
+            (*heap).ncache -= 1;
+            arena::release((*heap).cache[(*heap).ncache]);
+        }
+        cache_release_medium(heap);
+    }
+}
+
+/// Give the cached empty multi-unit pools back to their arenas.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+pub(crate) unsafe fn cache_release_medium(heap: *mut Heap) {
+    // SAFETY: as stated; cached pools are detached and belong to no list.
+    unsafe {
+        while (*heap).nmcache > 0 {
+            (*heap).nmcache -= 1;
+            arena::release((*heap).mcache[(*heap).nmcache]);
+        }
+        (*heap).munits = 0;
     }
 }
 

@@ -90,6 +90,10 @@ pub struct Heap {
     /// Empty single-unit pools kept for reuse.
     cache: [*mut Pool; HEAP_EMPTY_POOLS],
     ncache: usize,
+    /// Empty multi-unit pools kept for reuse, `munits` units in all.
+    mcache: [*mut Pool; HEAP_EMPTY_MEDIUM],
+    nmcache: usize,
+    munits: usize,
     /// Per small slot, a descriptor that is no pool: its free list holds blocks of *other*
     /// heaps' pools that this thread freed (at most [`FOREIGN_CAP`]), and it becomes the
     /// slot's current pool when the real one runs dry, so the malloc fast path hands those
@@ -197,6 +201,9 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     rng: 0,
     cache: [ptr::null_mut(); HEAP_EMPTY_POOLS],
     ncache: 0,
+    mcache: [ptr::null_mut(); HEAP_EMPTY_MEDIUM],
+    nmcache: 0,
+    munits: 0,
     foreign: [const { Pool::EMPTY }; FOREIGN_SLOTS],
     foreign_any: false,
     next_all: AtomicPtr::new(ptr::null_mut()),
@@ -370,6 +377,47 @@ mod tests {
                 free::<OBJ>(blocks[cap] as *mut u8);
                 // The current pool stays (empty) for the next allocation.
                 assert_eq!((*last).used(), CURRENT_BIAS);
+            }
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn emptied_medium_pools_wait_in_the_heap_until_the_sweep() {
+        // Before the medium cache, an emptied multi-unit pool went straight back to its arena
+        // (under the arenas lock), to be taken again a few allocations later.
+        std::thread::spawn(|| {
+            let size = 3000;
+            let c = class_of(size);
+            let cap = pool_capacity(c);
+            assert!(pool_units(c) > 1);
+            let blocks: Vec<usize> = (0..cap + 1).map(|_| malloc::<OBJ>(size) as usize).collect();
+            let first = desc(blocks[0] as *mut u8);
+            assert_ne!(first, desc(blocks[cap] as *mut u8));
+            // SAFETY: descriptors of our own pools, read on the owning thread.
+            unsafe {
+                for &b in &blocks[..cap] {
+                    free::<OBJ>(b as *mut u8);
+                }
+                assert_eq!((*first).tag(), TAG_CACHED);
+                let heap = tls::get();
+                assert_eq!((*heap).nmcache, 1);
+                assert_eq!((*heap).munits, pool_units(c));
+                // The current pool drains again: the cached pool comes back, not a new one.
+                let more: Vec<usize> = (0..cap).map(|_| malloc::<OBJ>(size) as usize).collect();
+                assert_eq!(desc(more[cap - 1] as *mut u8), first);
+                assert_eq!((*heap).nmcache, 0);
+                for &b in more.iter().chain(&blocks[cap..]) {
+                    free::<OBJ>(b as *mut u8);
+                }
+                // `first` is current again; the other pool emptied into the cache, and the
+                // sweep gives both the cache and the empty current pool back.
+                assert_eq!((*heap).nmcache, 1);
+                sweep_medium(heap);
+                assert_eq!((*heap).nmcache, 0);
+                assert_eq!((*heap).munits, 0);
+                assert_eq!((*first).tag(), TAG_FREE);
             }
         })
         .join()

@@ -19,11 +19,7 @@ pub(crate) unsafe fn trim(h: *mut Heap) {
                 give_up_if_empty(h, d, c);
             }
         }
-        while (*h).ncache > 0 {
-            (*h).ncache -= 1;
-            let p = (*h).cache[(*h).ncache];
-            arena::release(p);
-        }
+        cache_release(h);
     }
 }
 

@@ -121,7 +121,9 @@ pub(crate) const MEDIUM_SWEEP_MS: u64 = 100;
 /// released when it empties (so that a block allocated and freed in a loop does not take and
 /// release a pool each time), but a medium pool holds up to 64 KiB blocks whose pages stay
 /// resident while nothing uses them, once per domain and class. Released, its units can serve
-/// any class. Doing it at most every [`MEDIUM_SWEEP_MS`] bounds the cost for a loop.
+/// any class. Doing it at most every [`MEDIUM_SWEEP_MS`] bounds the cost for a loop. The
+/// heap's cache of empty multi-unit pools goes back to the arenas with them: a pool waits
+/// there at most one sweep interval for its class (or one of the same size) to need it again.
 ///
 /// # Safety
 /// The calling thread owns `heap`.
@@ -133,6 +135,7 @@ pub(crate) unsafe fn sweep_medium(heap: *mut Heap) {
                 give_up_if_empty(heap, d, c);
             }
         }
+        cache_release_medium(heap);
     }
 }
 
@@ -285,9 +288,9 @@ pub(crate) unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool 
     // SAFETY: (whole body) the caller owns `heap`; the pool comes to us detached.
     unsafe {
         let units = pool_units(c);
-        let p = if units == 1 && (*heap).ncache > 0 {
-            (*heap).ncache -= 1;
-            (*heap).cache[(*heap).ncache]
+        let cached = cache_take(heap, units);
+        let p = if !cached.is_null() {
+            cached
         } else {
             reclaim_abandoned(2, false);
             let mut p = arena::acquire(units);

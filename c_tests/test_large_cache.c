@@ -6,7 +6,8 @@
  *   that domain; a kept mapping much longer than a request is cut down to it;
  * - a second free of a block sitting in the cache is still reported (strict mode aborts);
  * - kept mappings go back after the purge delay and at once on pyalloc_collect(1);
- * - realloc growth to 64 MiB (mremap) keeps the contents.
+ * - realloc growth to 64 MiB (mremap) keeps the contents;
+ * - the cache holds at most 16 MiB, or half the large bytes in use (test 10).
  * At 9acb6df every large block was mapped and unmapped on each call (50+ faults per 200 KB
  * cycle) and none of these statistics existed. */
 #include "check.h"
@@ -209,17 +210,57 @@ int main(void) {
      * would pin 30 MiB of resident pages for as long as it lives). */
     {
         pyalloc_collect(1);
+        /* 64 MiB in use lets the cache hold 32 MiB (test 10). */
+        char *live = PyMem_Malloc(64 << 20);
         for (int i = 0; i < 3; i++) PyMem_Free(PyMem_Malloc(30 << 20));
         char *big = PyMem_Malloc(30 << 20);
         touch(big, 30 << 20);
         PyMem_Free(big);
         unsigned long long kept = stats().large_cached_bytes;
+        CHECK(kept >= (30u << 20), "the 30 MiB mapping was not kept (%llu)", kept);
         char *p = PyMem_Malloc(70 << 10);
         char *q = PyMem_Realloc(p, 100 << 10);
         CHECK(q && (q < big || q >= big + (30 << 20)), "a 100 KiB block grew onto a 30 MiB kept mapping");
         CHECK(stats().large_cached_bytes >= kept, "the 30 MiB mapping left the cache (%llu of %llu kept)",
               U(stats().large_cached_bytes), kept);
         PyMem_Free(q);
+        PyMem_Free(live);
+        pyalloc_collect(1);
+    }
+
+    /* 10. What the cache keeps counts in the resident set: at most 16 MiB, or half the large
+     * bytes in use when that is more (64 MiB at most). Blocks of six sizes from 10 to 15 MiB
+     * going round (an asyncio stream's reads): before the bound, the cache kept 60+ MiB on top
+     * of the live blocks (pyperformance's asyncio_tcp peaked at 1.8x stock's RSS). */
+    {
+        pyalloc_collect(1);
+        unsigned long long most = 0;
+        for (int round = 0; round < 4; round++) {
+            for (int k = 0; k < 6; k++) {
+                char *p = PyMem_Malloc((size_t)(10 + k) << 20);
+                touch(p, 1 << 20);
+                PyMem_Free(p);
+                unsigned long long c = stats().large_cached_bytes;
+                if (c > most) most = c;
+            }
+        }
+        CHECK(most > 0, "nothing kept in a loop");
+        CHECK(most <= (16u << 20), "kept %llu bytes with nothing in use (16 MiB allowed)", most);
+        char *live = PyMem_Malloc(64 << 20);
+        pyalloc_collect(1); /* empty again: rising sizes then find no kept mapping to reuse */
+        most = 0;
+        for (int round = 0; round < 4; round++) {
+            for (int k = 0; k < 6; k++) {
+                char *p = PyMem_Malloc((size_t)(10 + k) << 20);
+                touch(p, 1 << 20);
+                PyMem_Free(p);
+                unsigned long long c = stats().large_cached_bytes;
+                if (c > most) most = c;
+            }
+        }
+        CHECK(most > (16u << 20), "kept only %llu bytes with 64 MiB in use", most);
+        CHECK(most <= (32u << 20) + (1u << 20), "kept %llu bytes with 64 MiB in use (32 MiB allowed)", most);
+        PyMem_Free(live);
         pyalloc_collect(1);
     }
 

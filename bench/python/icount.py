@@ -112,8 +112,8 @@ a, b = socket.socketpair()
 cache = {}
 def request(n):
     return json.dumps({"user": n, "items": [{"k": i, "v": "x" * (i % 50)} for i in range(n)]})
-for r in range(400):
-    n = random.choice((3, 10, 40, 200, 1500)) if r % 50 else 3000
+for r in range(120):
+    n = random.choice((3, 10, 40, 200, 1500)) if r % 40 else 3000
     msg = request(n).encode()
     a.sendall(len(msg).to_bytes(4, "little") + msg)
     size = int.from_bytes(b.recv(4), "little")
@@ -123,7 +123,7 @@ for r in range(400):
     doc = json.loads(buf)
     reply = json.dumps({"ok": True, "count": len(doc["items"])})
     cache[r % 64] = reply
-    if r % 100 == 99:
+    if r % 40 == 39:
         batch = [json.loads(request(60)) for _ in range(200)]
         del batch
 a.close(); b.close()
@@ -145,7 +145,7 @@ def worker():
 ts = [threading.Thread(target=worker) for _ in range(3)]
 for t in ts:
     t.start()
-for i in range(30000):
+for i in range(10000):
     q.put({"id": i, "payload": "p" * (i % 300), "nums": list(range(i % 20))})
 for t in ts:
     q.put(None)

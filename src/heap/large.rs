@@ -118,6 +118,7 @@ fn map_new(len: usize) -> *mut Pool {
         return ptr::null_mut();
     }
     BYTES_MAPPED.fetch_add(len, Ordering::Relaxed);
+    large_cache::MAPPED.fetch_add(len, Ordering::Relaxed);
     desc
 }
 
@@ -146,6 +147,7 @@ unsafe fn release(p: *mut u8, len: usize) {
     // SAFETY: as stated.
     unsafe { os::unmap(p, len) };
     note_unmapped(len);
+    large_cache::MAPPED.fetch_sub(len, Ordering::Relaxed);
 }
 
 /// Free a large block: its mapping is kept for reuse while that pays, unmapped otherwise (the
@@ -227,6 +229,7 @@ pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
             register(p as usize + old, len - old, desc);
             (*desc).set_map_len(len);
             BYTES_MAPPED.fetch_add(len - old, Ordering::Relaxed);
+            large_cache::MAPPED.fetch_add(len - old, Ordering::Relaxed);
         } else if !grow_moved(desc, len) && !grow_copied(desc, len) {
             return ptr::null_mut();
         }
@@ -267,6 +270,7 @@ unsafe fn grow_onto_kept(desc: *mut Pool, len: usize) -> bool {
         DESCRIPTORS.lock().free(kept.cast());
         // The kept mapping's head pages, replaced by the block's, went back to the OS.
         note_unmapped(old);
+        large_cache::MAPPED.fetch_sub(old, Ordering::Relaxed);
         // The pages moved whole: the block keeps its colour.
         (*desc).start = q.add(offset);
         (*desc).set_map_len(klen);
@@ -300,6 +304,7 @@ unsafe fn grow_moved(desc: *mut Pool, len: usize) -> bool {
         (*desc).start = q.add(offset);
         (*desc).set_map_len(len);
         BYTES_MAPPED.fetch_add(len - old, Ordering::Relaxed);
+        large_cache::MAPPED.fetch_add(len - old, Ordering::Relaxed);
     }
     true
 }

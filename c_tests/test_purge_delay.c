@@ -136,6 +136,8 @@ static int run_mode(const char *self, const char *delay, const char *mode) {
     pid_t pid = fork();
     if (pid == 0) {
         setenv("PYALLOC_PURGE_DELAY", delay, 1);
+        /* These runs prove the slow paths' rule; test_background.c proves the purger's. */
+        setenv("PYALLOC_BACKGROUND", "0", 1);
         setenv("PURGE_TEST_MODE", mode, 1);
         execl(self, self, (char *)NULL);
         _exit(127);

@@ -298,7 +298,7 @@ print(p.stats()['domains']['object']['allocations'] - before >= 4 * 100000)
     # tells the truth; bad values and misspelled names warn once; PYALLOC_DEBUG is honoured.
     names = ("PYALLOC_CHECK", "PYALLOC_RAW", "PYALLOC_PURGE_KEEP", "PYALLOC_PURGE_DELAY", "PYALLOC_VERBOSE",
              "PYALLOC_STATS", "PYALLOC_DEBUG", "PYALLOC_DEBUG_BACKTRACE", "PYALLOC_DEBUG_QUARANTINE",
-             "PYALLOC_HARDEN", "PYALLOC_REBIND")
+             "PYALLOC_HARDEN", "PYALLOC_REBIND", "PYALLOC_BACKGROUND")
     r = run(py, "pass", lib=lib, env_extra={"PYALLOC_VERBOSE": "1"})
     lines = r.stderr.splitlines()
     check(r.returncode == 0 and lines[:1] == [f"pyalloc: installed in CPython {'.'.join(major_minor)} (raw, mem and object domains); check mode compat"]

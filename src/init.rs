@@ -270,6 +270,16 @@ fn describe(w: &mut BufWriter<'_>, o: &Options) -> core::fmt::Result {
         } else {
             "unused: no CPython host"
         },
+    )?;
+    line(
+        w,
+        opt::BACKGROUND,
+        format_args!("{}", on(o.background)),
+        if o.background {
+            "a thread gives held memory back when the purge delay runs out"
+        } else {
+            "held memory goes back on the slow paths only"
+        },
     )
 }
 

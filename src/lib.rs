@@ -15,7 +15,7 @@
 //! - `platform` (its `mod.rs` only names its modules), `platform::config`, `platform::sync`, `platform::os`, `platform::report`,
 //!   `platform::options`, `platform::probe`, `platform::track`: the platform
 //! - `heap::ids`, `heap::size_class`, `heap::pool`, `heap::pagemap`, `heap::retention`,
-//!   `heap::arena`, `heap::meta`, `heap::large_cache`, `heap::large`, `heap::misuse`,
+//!   `heap::arena`, `heap::meta`, `heap::large_cache`, `heap::large`, `heap::background`, `heap::misuse`,
 //!   `heap::thread`, `heap`: the heap core
 //! - `domain`: the domains' dispatch tables and the allocators they replaced
 //! - `host`: the CPython host

@@ -674,6 +674,11 @@ unsafe fn destroy_chain(mut doomed: *mut Arena) {
     }
 }
 
+/// When (ms) memory held for the purge delay is next due; `u64::MAX` if none is held.
+pub fn next_due() -> u64 {
+    PURGE_DUE.load(Ordering::Relaxed)
+}
+
 /// Give back memory held beyond the allowances if the purge delay has run out (cheap when it
 /// has not: one relaxed load, and a coarse clock read only while something is held).
 pub fn tick() {

@@ -243,6 +243,11 @@ pub fn due(now: u64) -> bool {
     now >= DUE.load(Ordering::Relaxed)
 }
 
+/// When (ms) the oldest kept mapping is due; `u64::MAX` if none is kept.
+pub fn next_due() -> u64 {
+    DUE.load(Ordering::Relaxed)
+}
+
 /// Whether anything is kept at all.
 #[inline]
 pub fn any() -> bool {

@@ -10,6 +10,7 @@
 //! `thread`'s, re-exported here.
 
 pub mod arena;
+pub mod background;
 pub mod ids;
 pub mod large;
 pub mod large_cache;

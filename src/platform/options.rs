@@ -13,6 +13,7 @@
 //! | `PYALLOC_DEBUG_QUARANTINE` | a size: bytes of freed blocks the debug hooks hold back before reuse (pyalloc's hooks only) | `1M` |
 //! | `PYALLOC_HARDEN` | a boolean: the hardened mode: fresh blocks go onto free lists in a shuffled order (the integrity checks are on in every mode; `heap/thread/refill.rs`) | off |
 //! | `PYALLOC_REBIND` | a boolean: in a shared libpython, point its own calls of the allocation API back at its own functions once pyalloc is installed in its tables (`host/rebind.rs`) | on |
+//! | `PYALLOC_BACKGROUND` | a boolean: a background thread gives memory held for the purge delay back when the delay runs out, even while the program idles or only takes fast paths (`heap/background.rs`; started only once memory is held, stopped across `fork()`) | on |
 //!
 //! Booleans: `1`, `true`, `yes`, `on` and `0`, `false`, `no`, `off`, in any case; empty is
 //! off. Sizes: a number of bytes with an optional unit in any case: `K`, `KiB` (1024), `M`,
@@ -31,7 +32,7 @@ use core::ffi::{c_char, CStr};
 use core::fmt::{self, Write};
 
 /// Every option, in the order of the table above (index = bit of [`Options::given`]).
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 12] = [
     "PYALLOC_CHECK",
     "PYALLOC_RAW",
     "PYALLOC_PURGE_KEEP",
@@ -43,6 +44,7 @@ pub const NAMES: [&str; 11] = [
     "PYALLOC_DEBUG_QUARANTINE",
     "PYALLOC_HARDEN",
     "PYALLOC_REBIND",
+    "PYALLOC_BACKGROUND",
 ];
 pub const CHECK: usize = 0;
 pub const RAW: usize = 1;
@@ -55,6 +57,7 @@ pub const DEBUG_BACKTRACE: usize = 7;
 pub const DEBUG_QUARANTINE: usize = 8;
 pub const HARDEN: usize = 9;
 pub const REBIND: usize = 10;
+pub const BACKGROUND: usize = 11;
 
 /// `PYALLOC_*` variables the project's tooling reads, not the library: never reported.
 /// `PYALLOC_LIB` (python/, bench/: where libpyalloc.so is), `PYALLOC_CPYTHON_CACHE` and
@@ -294,6 +297,8 @@ pub struct Options {
     pub harden: bool,
     /// PYALLOC_REBIND: give a shared libpython its own calls back (`host::rebind`).
     pub rebind: bool,
+    /// PYALLOC_BACKGROUND: the background purger (`heap::background`).
+    pub background: bool,
     /// Bit `i`: option [`NAMES`]`[i]` was set to a value that parsed (otherwise: its default).
     pub given: u16,
 }
@@ -401,11 +406,13 @@ pub fn parse(get: Getter<'_>, notes: &mut Notes) -> Options {
         },
         harden: false,
         rebind: true,
+        background: true,
         given: 0,
     };
     o.verbose = flag(get, VERBOSE, false, &mut given, notes);
     o.harden = flag(get, HARDEN, false, &mut given, notes);
     o.rebind = flag(get, REBIND, true, &mut given, notes);
+    o.background = flag(get, BACKGROUND, true, &mut given, notes);
     if let Some(v) = get(c"PYALLOC_STATS") {
         let plain = !v.starts_with(b"json:") && !v.starts_with(b"text:");
         if plain && parse_bool(v).is_none() {
@@ -797,7 +804,7 @@ mod tests {
         );
         assert_eq!(
             names_notes(&["PYALLOC_FOO"]),
-            "pyalloc: unknown option PYALLOC_FOO (options: PYALLOC_CHECK, PYALLOC_RAW, PYALLOC_PURGE_KEEP, PYALLOC_PURGE_DELAY, PYALLOC_VERBOSE, PYALLOC_STATS, PYALLOC_DEBUG, PYALLOC_DEBUG_BACKTRACE, PYALLOC_DEBUG_QUARANTINE, PYALLOC_HARDEN, PYALLOC_REBIND)\n"
+            "pyalloc: unknown option PYALLOC_FOO (options: PYALLOC_CHECK, PYALLOC_RAW, PYALLOC_PURGE_KEEP, PYALLOC_PURGE_DELAY, PYALLOC_VERBOSE, PYALLOC_STATS, PYALLOC_DEBUG, PYALLOC_DEBUG_BACKTRACE, PYALLOC_DEBUG_QUARANTINE, PYALLOC_HARDEN, PYALLOC_REBIND, PYALLOC_BACKGROUND)\n"
         );
     }
 

@@ -197,6 +197,7 @@ pub(crate) unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p:
             let (usable, d) = ((*pool).size, (*pool).domain as usize);
             counts::count_large_bytes(heap, d, usable.wrapping_neg());
             large::free(pool);
+            background::kick();
             return;
         }
         // A pool block's local free is counted by its pool (allocations minus live blocks). A

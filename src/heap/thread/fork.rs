@@ -29,7 +29,7 @@
 
 use super::{tls, Heap, ALL_HEAPS, HEAPS};
 use crate::heap::pool::HEAP_ALIGN;
-use crate::heap::{arena, large_cache, meta, pagemap};
+use crate::heap::{arena, background, large_cache, meta, pagemap};
 use core::ptr;
 use core::sync::atomic::Ordering;
 
@@ -42,6 +42,8 @@ pub fn install() {
 // Lock order: heaps, large cache, arenas, descriptors, page map.
 
 extern "C" fn prepare() {
+    // First: the purger may hold the locks taken below.
+    background::stop_for_fork();
     HEAPS.raw_lock();
     large_cache::fork_lock();
     arena::fork_lock();
@@ -67,6 +69,7 @@ unsafe fn unlock_all() {
 extern "C" fn parent() {
     // SAFETY: prepare took all five locks.
     unsafe { unlock_all() };
+    background::after_fork();
 }
 
 extern "C" fn child() {
@@ -75,6 +78,7 @@ extern "C" fn child() {
         unlock_all();
         orphan_lost_heaps();
     }
+    background::after_fork();
 }
 
 /// In the child: mark every heap that is neither this thread's nor on the abandoned list as an

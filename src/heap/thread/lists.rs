@@ -21,6 +21,7 @@ pub(crate) unsafe fn retire_empty(heap: *mut Heap, pool: *mut Pool) {
         (*pool).set_state(State::Detached);
         if !cache_put(heap, pool) {
             arena::release(pool);
+            background::kick();
         }
     }
 }
@@ -94,6 +95,7 @@ pub(crate) unsafe fn cache_release(heap: *mut Heap) {
             arena::release((*heap).cache[(*heap).ncache]);
         }
         cache_release_medium(heap);
+        background::kick();
     }
 }
 

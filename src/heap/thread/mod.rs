@@ -31,7 +31,7 @@ use crate::heap::pool::{
     self, Block, Kind, Pool, State, CURRENT_BIAS, HEAP_ALIGN, TAG_CACHED, TAG_FREE, TAG_LARGE,
 };
 use crate::heap::size_class::{block_size, class_of, pool_capacity, pool_units, small_index};
-use crate::heap::{arena, large, pagemap};
+use crate::heap::{arena, background, large, pagemap};
 use crate::platform::config::*;
 use crate::platform::{sync::SpinLock, track};
 use core::mem::size_of;
@@ -104,6 +104,13 @@ pub struct Heap {
     /// blocks go back to their owners (as delayed remote frees) on `pyalloc_collect` and at
     /// thread exit.
     foreign: [Pool; FOREIGN_SLOTS],
+    /// Per small slot, the real current pool set aside while the slot's foreign-block
+    /// descriptor serves: its free list had run dry with never-used blocks still to thread,
+    /// and the foreign blocks go first (so they are reused rather than left at
+    /// [`FOREIGN_CAP`] while every further remote free is sent home). It stays `Current`
+    /// (frees into it work as ever) and is put back when the descriptor runs out, and on
+    /// `flush_foreign`.
+    parked: [*mut Pool; FOREIGN_SLOTS],
     /// Some foreign-block descriptor may hold blocks (so refills look at them).
     foreign_any: bool,
     /// List of all heaps (append-only, so it can be walked without a lock).
@@ -205,6 +212,7 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     nmcache: 0,
     munits: 0,
     foreign: [const { Pool::EMPTY }; FOREIGN_SLOTS],
+    parked: [ptr::null_mut(); FOREIGN_SLOTS],
     foreign_any: false,
     next_all: AtomicPtr::new(ptr::null_mut()),
     next_abandoned: ptr::null_mut(),
@@ -422,6 +430,66 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn a_consumer_reuses_the_blocks_it_freed_before_threading_new_ones() {
+        // Before parking, a drained current pool with never-used blocks left threaded those
+        // and the foreign blocks waited (at their cap, every later remote free went home).
+        let size = 80;
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<usize>>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        // The producer lives on until the consumer is done: its heap must not be the one the
+        // consumer gets (an exiting thread's heap goes to the next thread).
+        let producer = std::thread::spawn(move || {
+            let blocks: Vec<usize> = (0..8).map(|_| malloc::<OBJ>(size) as usize).collect();
+            let pool = desc(blocks[0] as *mut u8);
+            tx.send(blocks).unwrap();
+            done_rx.recv().unwrap();
+            pool as usize
+        });
+        let consumer = std::thread::spawn(move || {
+            let c = class_of(size);
+            // Allocate until the current pool's list is empty and its bump is not (the heap
+            // may be an earlier thread's, with pools of this class).
+            let mut own = vec![malloc::<OBJ>(size) as usize];
+            let heap = tls::get();
+            // SAFETY: our own heap and pools, read on the owning thread.
+            let mine = unsafe {
+                loop {
+                    let cur = (*heap).pools[OBJ][c];
+                    if (*cur).free.is_null() && (*cur).bump < (*cur).end {
+                        break cur;
+                    }
+                    own.push(malloc::<OBJ>(size) as usize);
+                    assert!(own.len() < 10_000);
+                }
+            };
+            let theirs = rx.recv().unwrap();
+            for &b in &theirs {
+                // SAFETY: live blocks handed over by their owner.
+                unsafe { free::<OBJ>(b as *mut u8) };
+            }
+            // The foreign blocks come first, most recently freed first, then our own pool.
+            let reused: Vec<usize> = (0..8).map(|_| malloc::<OBJ>(size) as usize).collect();
+            let mut expect = theirs.clone();
+            expect.reverse();
+            assert_eq!(reused, expect);
+            let next = malloc::<OBJ>(size);
+            assert_eq!(desc(next), mine);
+            // SAFETY: this thread's heap.
+            unsafe {
+                assert_eq!((*heap).pools[OBJ][c], mine);
+                assert!((*heap).parked.iter().all(|p| p.is_null()));
+                for &b in own.iter().chain(&reused) {
+                    free::<OBJ>(b as *mut u8);
+                }
+                free::<OBJ>(next);
+            }
+            done_tx.send(()).unwrap();
+        });
+        consumer.join().unwrap();
+        producer.join().unwrap();
     }
 
     #[test]

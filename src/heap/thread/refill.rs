@@ -57,11 +57,29 @@ pub(crate) unsafe fn foreign_refill(
         if pool != pool::empty() {
             if (*pool).state() != State::Current {
                 // The foreign-block descriptor (the only non-pool a slot holds besides the
-                // empty one) ran out: back to the heap's own pools.
+                // empty one) ran out: back to the heap's own pools, the parked one first.
                 fold_foreign(heap, pool, d * NUM_SLOTS + c);
+                if let Some(fi) = foreign_index(d, c) {
+                    let parked =
+                        core::mem::replace((*heap).parked.get_unchecked_mut(fi), ptr::null_mut());
+                    if !parked.is_null() {
+                        *(*heap).pools.get_unchecked_mut(d).get_unchecked_mut(c) = parked;
+                        // Its list, or its never-used blocks (the descriptor is empty now).
+                        return alloc_from_class(heap, d, c);
+                    }
+                }
                 return adopt_or_refill(heap, d, c);
             }
             if (*pool).bump < (*pool).end {
+                // Foreign blocks before never-used ones: the pool waits, parked.
+                if let Some(fi) = foreign_index(d, c) {
+                    let f: *mut Pool = (*heap).foreign.get_unchecked_mut(fi);
+                    if !(*f).free.is_null() {
+                        *(*heap).parked.get_unchecked_mut(fi) = pool;
+                        *(*heap).pools.get_unchecked_mut(d).get_unchecked_mut(c) = f;
+                        return pop(heap, f);
+                    }
+                }
                 return extend_and_pop(heap, pool, c);
             }
             retire_full(pool, c);
@@ -93,6 +111,7 @@ pub(crate) unsafe fn refill_slow(heap: *mut Heap, d: usize, c: usize) -> *mut u8
         flush_delayed(heap);
         arena::tick();
         large::tick();
+        background::tick_kick();
         let now = crate::platform::os::now_ms();
         if now >= (*heap).swept_at.saturating_add(MEDIUM_SWEEP_MS) {
             (*heap).swept_at = now;

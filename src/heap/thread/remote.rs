@@ -27,6 +27,10 @@ pub(crate) unsafe fn flush_foreign(heap: *mut Heap) {
                 if (*heap).pools[d][c] == f {
                     (*heap).pools[d][c] = pool::empty();
                 }
+                let parked = core::mem::replace(&mut (*heap).parked[fi], ptr::null_mut());
+                if !parked.is_null() {
+                    (*heap).pools[d][c] = parked;
+                }
                 fold_foreign(heap, f, d * NUM_SLOTS + c);
                 let mut b = (*f).free;
                 (*f).free = ptr::null_mut();

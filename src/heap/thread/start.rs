@@ -69,6 +69,7 @@ fn start_slow() {
     arena::PURGE_KEEP_UNITS.store(o.purge_keep / POOL_SIZE, Ordering::Relaxed);
     retention::PURGE_DELAY_MS.store(o.purge_delay_ms, Ordering::Relaxed);
     super::SHUFFLE.store(o.harden, Ordering::Relaxed);
+    crate::heap::background::ENABLED.store(o.background, Ordering::Relaxed);
     let mut key: libc::pthread_key_t = 0;
     // SAFETY: registering plain functions; the key outlives every thread.
     unsafe {

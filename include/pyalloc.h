@@ -98,7 +98,7 @@ typedef struct _typeobject {
 /*
  Version of [`pyalloc_stats`]; bumped when fields are added (at the end).
  */
-#define PYALLOC_STATS_VERSION 3
+#define PYALLOC_STATS_VERSION 4
 
 /*
  Phases reported to callbacks.
@@ -331,6 +331,14 @@ typedef struct {
     uint64_t interior_pointers;
     uint64_t corrupted_links;
     uint64_t libc_frees;
+    /*
+     Version 4: OS pages given back from pools that keep live blocks elsewhere (their
+     blocks all free), and such pages threaded again since; purges the background purger
+     ran (`PYALLOC_BACKGROUND`).
+     */
+    uint64_t pages_released;
+    uint64_t pages_rethreaded;
+    uint64_t background_purges;
 } pyalloc_stats;
 
 /*

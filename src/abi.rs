@@ -55,7 +55,7 @@ pub struct PyObjectArenaAllocator {
 }
 
 /// Version of [`pyalloc_stats`]; bumped when fields are added (at the end).
-pub const PYALLOC_STATS_VERSION: u32 = 3;
+pub const PYALLOC_STATS_VERSION: u32 = 4;
 /// Bytes of version 1 of [`pyalloc_stats`] (what `pyalloc_stats_get` writes).
 pub const PYALLOC_STATS_V1_SIZE: usize = core::mem::offset_of!(pyalloc_stats, large_cached_bytes);
 
@@ -127,6 +127,12 @@ pub struct pyalloc_stats {
     pub interior_pointers: u64,
     pub corrupted_links: u64,
     pub libc_frees: u64,
+    /// Version 4: OS pages given back from pools that keep live blocks elsewhere (their
+    /// blocks all free), and such pages threaded again since; purges the background purger
+    /// ran (`PYALLOC_BACKGROUND`).
+    pub pages_released: u64,
+    pub pages_rethreaded: u64,
+    pub background_purges: u64,
 }
 
 /// Statistics of one generation (`gc.get_stats()`).

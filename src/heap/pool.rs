@@ -24,6 +24,12 @@ pub const TAG_CACHED: usize = 0x20;
 pub const TAG_LARGE: usize = 0x4;
 /// Heaps are aligned to this, so `heap | domain` never collides with the tags above.
 pub const HEAP_ALIGN: usize = 64;
+/// Added to a pool's heap tag while some of its pages are released ([`Pool::released`]): no
+/// fast path matches it, so every free into the pool is checked against the released pages
+/// before a byte of the block is read.
+pub const TAG_RELEASED: usize = 0x8;
+/// OS pages tracked per single-unit pool ([`Pool::released`]).
+pub const PAGE: usize = 4096;
 
 /// What a descriptor describes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -96,6 +102,13 @@ pub struct Pool {
     state: AtomicU8,
     /// Units this pool spans (1 for small classes).
     pub units: u8,
+    /// Bit `i`: OS page `i` of a single-unit pool went back to the OS while the pool kept live
+    /// blocks elsewhere (`heap::thread::pages`); the blocks on it are on no list until threaded
+    /// again, and the pool's tag carries [`TAG_RELEASED`] meanwhile.
+    pub released: u8,
+    /// `used` when `heap::thread::pages` last scanned the pool (`u16::MAX`: never): it scans
+    /// again only once blocks have come back since.
+    pub scanned: u16,
     // Second cache line: what other threads touch (the tag they read, the list they push on),
     // kept away from `free`/`used`, which the owner writes on every operation; and what only
     // the refill and list paths read.
@@ -149,6 +162,8 @@ impl Pool {
         kind: Kind::Free,
         state: AtomicU8::new(State::Detached as u8),
         units: 1,
+        released: 0,
+        scanned: u16::MAX,
         next: ptr::null_mut(),
         prev: ptr::null_mut(),
         thread_free: AtomicPtr::new(ptr::null_mut()),
@@ -158,6 +173,17 @@ impl Pool {
         magic: 0,
         limit: 0,
     };
+
+    /// Whether block `p` (a block start of this pool) lies, even in part, on a released page.
+    #[inline]
+    pub fn on_released_page(&self, p: usize) -> bool {
+        if self.released == 0 {
+            return false;
+        }
+        let off = p.wrapping_sub(self.start as usize);
+        let (first, last) = (off / PAGE, (off + self.size - 1) / PAGE);
+        (first..=last.min(7)).any(|i| self.released >> i & 1 != 0)
+    }
 
     /// `used` (see the field).
     #[inline(always)]

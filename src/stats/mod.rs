@@ -82,6 +82,9 @@ pub fn gather() -> pyalloc_stats {
     s.interior_pointers = misuse::INTERIOR.load(Ordering::Relaxed);
     s.corrupted_links = sum(&misuse::CORRUPTED);
     s.libc_frees = sum(&misuse::LIBC_MIXES);
+    s.pages_released = crate::heap::thread::pages::PAGES_RELEASED.load(Ordering::Relaxed);
+    s.pages_rethreaded = crate::heap::thread::pages::PAGES_RETHREADED.load(Ordering::Relaxed);
+    s.background_purges = crate::heap::background::PURGES.load(Ordering::Relaxed);
     s
 }
 

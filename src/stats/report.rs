@@ -175,6 +175,16 @@ pub fn write_report(w: &mut impl Write) -> fmt::Result {
     writeln!(w, "bytes unmapped        = {:16}", x.bytes_unmapped_total)?;
     writeln!(
         w,
+        "pages released        = {:16} (free pages of pools with live blocks, given back; {} threaded again)",
+        s.pages_released, s.pages_rethreaded
+    )?;
+    writeln!(
+        w,
+        "background purges     = {:16} (PYALLOC_BACKGROUND)",
+        s.background_purges
+    )?;
+    writeln!(
+        w,
         "free pool bytes kept  = {:16} (resident, kept for good: up to PYALLOC_PURGE_KEEP = {})",
         x.bytes_dirty_kept,
         Human(x.purge_keep)
@@ -270,7 +280,7 @@ pub fn write_json(w: &mut impl Write) -> fmt::Result {
     }
     write!(
         w,
-        "}}, \"arenas_in_use\": {}, \"arenas_empty\": {}, \"arenas_allocated_total\": {}, \"arenas_freed_total\": {}, \"bytes_mapped\": {}, \"bytes_mapped_peak\": {}, \"bytes_purged_total\": {}, \"bytes_unmapped_total\": {}, \"bytes_returned_total\": {}, \"bytes_dirty\": {}, \"bytes_dirty_kept\": {}, \"bytes_dirty_delayed\": {}, \"purge_keep\": {}, \"purge_delay_ms\": {}, \"heaps\": {}, \"heaps_abandoned\": {}, \"heaps_orphaned\": {}, \"foreign_frees\": {}, \"large_cached_bytes\": {}, \"large_cache_hits\": {}, \"oom_events\": {}, \"misuse\": {{\"reported\": {}, \"left_alone\": {}, \"double_frees\": {}, \"interior_pointers\": {}, \"corrupted_links\": {}, \"libc_frees\": {}}}, \"locks\": {{\"contended\": {}, \"yields\": {}}}, \"host_mode\": {}}}",
+        "}}, \"arenas_in_use\": {}, \"arenas_empty\": {}, \"arenas_allocated_total\": {}, \"arenas_freed_total\": {}, \"bytes_mapped\": {}, \"bytes_mapped_peak\": {}, \"bytes_purged_total\": {}, \"bytes_unmapped_total\": {}, \"bytes_returned_total\": {}, \"bytes_dirty\": {}, \"bytes_dirty_kept\": {}, \"bytes_dirty_delayed\": {}, \"purge_keep\": {}, \"purge_delay_ms\": {}, \"heaps\": {}, \"heaps_abandoned\": {}, \"heaps_orphaned\": {}, \"foreign_frees\": {}, \"large_cached_bytes\": {}, \"large_cache_hits\": {}, \"oom_events\": {}, \"misuse\": {{\"reported\": {}, \"left_alone\": {}, \"double_frees\": {}, \"interior_pointers\": {}, \"corrupted_links\": {}, \"libc_frees\": {}}}, \"locks\": {{\"contended\": {}, \"yields\": {}}}, \"pages_released\": {}, \"pages_rethreaded\": {}, \"background_purges\": {}, \"host_mode\": {}}}",
         s.arenas_in_use,
         s.arenas_empty,
         s.arenas_allocated_total,
@@ -300,6 +310,9 @@ pub fn write_json(w: &mut impl Write) -> fmt::Result {
         s.libc_frees,
         crate::platform::sync::CONTENDED.load(core::sync::atomic::Ordering::Relaxed),
         crate::platform::sync::YIELDS.load(core::sync::atomic::Ordering::Relaxed),
+        s.pages_released,
+        s.pages_rethreaded,
+        s.background_purges,
         crate::host::mode() as u8
     )
 }

@@ -120,7 +120,11 @@ pub unsafe fn free_slow<const D: usize>(heap: *mut Heap, p: *mut u8) {
         let tag = (*pool).owner_tag.load(Ordering::Acquire);
         // The way most frees get here: a live block of another heap's pool of domain `D`
         // (`holds` implies a block start handed out; the canary, not freed since).
-        if tag >= HEAP_ALIGN && tag & 3 == D && (*pool).holds(p as usize) && !is_free(pool, p) {
+        if tag >= HEAP_ALIGN
+            && tag & (3 | TAG_RELEASED) == D
+            && (*pool).holds(p as usize)
+            && !is_free(pool, p)
+        {
             return free_owned(heap, pool, tag, p);
         }
         if tag == TAG_FREE || tag == TAG_CACHED {
@@ -173,7 +177,8 @@ pub(crate) unsafe fn live_block(
             misuse::never_handed_out(asked, op, p, owner, (*pool).size);
             return false;
         }
-        if is_free(pool, p) {
+        // A block on a released page is free (its bytes are gone: not read).
+        if (*pool).on_released_page(p as usize) || is_free(pool, p) {
             misuse::double_free(asked, op, p, owner, (*pool).size);
             return false;
         }

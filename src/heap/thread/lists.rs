@@ -19,6 +19,10 @@ pub(crate) unsafe fn retire_empty(heap: *mut Heap, pool: *mut Pool) {
         add((*heap).frees.get_unchecked(i), n);
         (*pool).allocs.store(0, Ordering::Relaxed);
         (*pool).set_state(State::Detached);
+        if (*pool).released != 0 {
+            // Its pages go back with the unit; the mark goes.
+            rethread(heap, pool, false);
+        }
         if !cache_put(heap, pool) {
             arena::release(pool);
             background::kick();
@@ -165,6 +169,7 @@ pub(crate) unsafe fn after_free(heap: *mut Heap, pool: *mut Pool) {
             (*pool).set_used(live);
             if live != 0 {
                 partial_push(heap, pool);
+                note_partial(heap);
             } else {
                 (*pool).set_state(State::Detached);
                 retire_empty(heap, pool);
@@ -248,6 +253,23 @@ pub(crate) static CAPACITY: [u32; NUM_SLOTS] = {
 pub(crate) unsafe fn adopt_partial_head(heap: *mut Heap, index: usize) -> *mut Pool {
     // SAFETY: see above.
     unsafe {
+        let p = adopt_queued(heap, index);
+        if p.is_null() {
+            return adopt_sparse(heap, index);
+        }
+        p
+    }
+}
+
+/// [`adopt_partial_head`] from the partial queue alone (null when it has no pool): the hot
+/// part, which calls nothing.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+#[inline(always)]
+pub(crate) unsafe fn adopt_queued(heap: *mut Heap, index: usize) -> *mut Pool {
+    // SAFETY: see above.
+    unsafe {
         let mut p = *(*heap).partial.get_unchecked(index);
         while !p.is_null() {
             let next = (*p).next;
@@ -261,32 +283,75 @@ pub(crate) unsafe fn adopt_partial_head(heap: *mut Heap, index: usize) -> *mut P
                 break;
             }
             // Mostly free: let it drain unless nothing else is left.
-            let top = *(*heap).sparse.get_unchecked(index);
-            (*p).prev = ptr::null_mut();
-            (*p).next = top;
-            if !top.is_null() {
-                (*top).prev = p;
-            }
-            *(*heap).sparse.get_unchecked_mut(index) = p;
-            (*p).set_state(State::Sparse);
+            sparse_push(heap, p, index);
             p = next;
         }
-        if p.is_null() {
-            p = *(*heap).sparse.get_unchecked(index);
-            if p.is_null() {
-                return p;
-            }
-            let next = (*p).next;
-            *(*heap).sparse.get_unchecked_mut(index) = next;
-            if !next.is_null() {
-                (*next).prev = ptr::null_mut();
-            }
+        if !p.is_null() {
+            make_current(heap, p, index);
         }
+        p
+    }
+}
+
+/// Push `p` (off every list) onto the sparse stack of slot `index`.
+///
+/// # Safety
+/// The calling thread owns `heap`, which owns `p`.
+#[inline(always)]
+pub(crate) unsafe fn sparse_push(heap: *mut Heap, p: *mut Pool, index: usize) {
+    // SAFETY: as stated.
+    unsafe {
+        let top = *(*heap).sparse.get_unchecked(index);
+        (*p).prev = ptr::null_mut();
+        (*p).next = top;
+        if !top.is_null() {
+            (*top).prev = p;
+        }
+        *(*heap).sparse.get_unchecked_mut(index) = p;
+        (*p).set_state(State::Sparse);
+    }
+}
+
+/// [`adopt_partial_head`] with an empty partial queue: the top of the sparse stack, where the
+/// pools with released pages are (`pages`), threaded again first. Null if there is none.
+///
+/// # Safety
+/// The calling thread owns `heap`.
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn adopt_sparse(heap: *mut Heap, index: usize) -> *mut Pool {
+    // SAFETY: see above.
+    unsafe {
+        let p = *(*heap).sparse.get_unchecked(index);
+        if p.is_null() {
+            return p;
+        }
+        let next = (*p).next;
+        *(*heap).sparse.get_unchecked_mut(index) = next;
+        if !next.is_null() {
+            (*next).prev = ptr::null_mut();
+        }
+        if (*p).released != 0 {
+            // The current pool has no released page: frees into it stay on the fast path.
+            rethread(heap, p, true);
+        }
+        make_current(heap, p, index);
+        p
+    }
+}
+
+/// Make `p` (off every list) the current pool of slot `index`.
+///
+/// # Safety
+/// The calling thread owns `heap`, which owns `p`.
+#[inline(always)]
+unsafe fn make_current(heap: *mut Heap, p: *mut Pool, index: usize) {
+    // SAFETY: as stated.
+    unsafe {
         (*p).next = ptr::null_mut();
         (*p).prev = ptr::null_mut();
         (*p).set_state(State::Current);
         (*p).set_used((*p).used() + CURRENT_BIAS);
         *(*heap).pools.as_mut_ptr().cast::<*mut Pool>().add(index) = p;
-        p
     }
 }

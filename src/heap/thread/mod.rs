@@ -29,6 +29,7 @@ use crate::heap::meta::MetaPool;
 use crate::heap::misuse;
 use crate::heap::pool::{
     self, Block, Kind, Pool, State, CURRENT_BIAS, HEAP_ALIGN, TAG_CACHED, TAG_FREE, TAG_LARGE,
+    TAG_RELEASED,
 };
 use crate::heap::size_class::{block_size, class_of, pool_capacity, pool_units, small_index};
 use crate::heap::{arena, background, large, pagemap};
@@ -85,6 +86,11 @@ pub struct Heap {
     delayed_bits: [u64; DELAYED_WORDS],
     /// When (ms) the empty current pools of medium classes were last given up.
     swept_at: u64,
+    /// Pools turned from full to partial, in all, and at the last page sweep; when (ms) that
+    /// sweep ran (`pages`).
+    partial_events: u32,
+    swept_events: u32,
+    pages_at: u64,
     /// The state of the heap's random generator (`links::next_random`).
     pub(crate) rng: u64,
     /// Empty single-unit pools kept for reuse.
@@ -205,6 +211,9 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     delayed: [Delayed::EMPTY; NUM_DOMAINS * NUM_SLOTS],
     delayed_bits: [0; DELAYED_WORDS],
     swept_at: 0,
+    partial_events: 0,
+    swept_events: 0,
+    pages_at: 0,
     rng: 0,
     cache: [ptr::null_mut(); HEAP_EMPTY_POOLS],
     ncache: 0,
@@ -323,6 +332,7 @@ pub mod fork;
 mod lifecycle;
 mod links;
 mod lists;
+pub mod pages;
 mod purge;
 mod refill;
 mod remote;
@@ -335,6 +345,7 @@ pub use self::dealloc::*;
 pub use self::lifecycle::*;
 pub(crate) use self::links::*;
 pub use self::lists::*;
+pub(crate) use self::pages::*;
 pub use self::purge::*;
 pub(crate) use self::refill::*;
 pub(crate) use self::remote::*;

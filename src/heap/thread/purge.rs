@@ -30,7 +30,12 @@ pub fn collect(purge: bool) {
     let h = tls::get();
     if h != empty_heap() {
         // SAFETY: this thread's heap.
-        unsafe { trim(h) };
+        unsafe {
+            trim(h);
+            if purge {
+                release_pages(h);
+            }
+        }
     }
     reclaim_abandoned(usize::MAX, true);
     if purge {

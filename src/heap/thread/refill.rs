@@ -14,7 +14,25 @@ pub(crate) unsafe fn adopt_or_refill(heap: *mut Heap, d: usize, c: usize) -> *mu
     // SAFETY: as stated.
     unsafe {
         // Partial pools always have free blocks.
-        let p = adopt_partial_head(heap, d * NUM_SLOTS + c);
+        let p = adopt_queued(heap, d * NUM_SLOTS + c);
+        if !p.is_null() {
+            return pop(heap, p);
+        }
+        adopt_sparse_or_refill(heap, d, c)
+    }
+}
+
+/// [`adopt_or_refill`] with an empty partial queue: the sparse stack, else [`refill_slow`]
+/// (out of line, so that the hot adoption calls nothing but tail calls).
+///
+/// # Safety
+/// The calling thread owns `heap`.
+#[cold]
+#[inline(never)]
+unsafe fn adopt_sparse_or_refill(heap: *mut Heap, d: usize, c: usize) -> *mut u8 {
+    // SAFETY: as stated.
+    unsafe {
+        let p = adopt_sparse(heap, d * NUM_SLOTS + c);
         if !p.is_null() {
             return pop(heap, p);
         }
@@ -112,6 +130,7 @@ pub(crate) unsafe fn refill_slow(heap: *mut Heap, d: usize, c: usize) -> *mut u8
         arena::tick();
         large::tick();
         background::tick_kick();
+        maybe_sweep(heap);
         let now = crate::platform::os::now_ms();
         if now >= (*heap).swept_at.saturating_add(MEDIUM_SWEEP_MS) {
             (*heap).swept_at = now;
@@ -329,6 +348,8 @@ pub(crate) unsafe fn new_pool(heap: *mut Heap, d: usize, c: usize) -> *mut Pool 
         (*p).stat_index = (d * NUM_SLOTS + c) as u16;
         (*p).size = bs;
         (*p).set_block_check(bs, pool_capacity(c));
+        (*p).released = 0;
+        (*p).scanned = u16::MAX;
         (*p).bump = (*p).start;
         (*p).end = (*p).start.add(pool_capacity(c) * bs);
         (*p).free = ptr::null_mut();

@@ -38,15 +38,7 @@ static long now_ms(void) {
 }
 
 static long proc_field(const char *name) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    size_t n = strlen(name);
-    while (f && fgets(line, sizeof line, f)) {
-        if (!strncmp(line, name, n) && line[n] == ':') v = atol(line + n + 1);
-    }
-    if (f) fclose(f);
-    return v;
+    return proc_status_field(name);
 }
 
 static pyalloc_stats stats(void) {
@@ -180,17 +172,8 @@ static int run_fork(void) {
 }
 
 static int run_mode(const char *self, const char *mode, const char *background) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        setenv("PYALLOC_PURGE_DELAY", "100", 1);
-        setenv("PYALLOC_BACKGROUND", background, 1);
-        setenv("BACKGROUND_TEST_MODE", mode, 1);
-        execl(self, self, (char *)NULL);
-        _exit(127);
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    const char *env[][2] = {{"PYALLOC_PURGE_DELAY", "100"}, {"PYALLOC_BACKGROUND", background}, {"BACKGROUND_TEST_MODE", mode}};
+    return run_self_with(self, env, 3);
 }
 
 int main(int argc, char **argv) {

@@ -43,6 +43,21 @@ static void sleep_ms(long ms) {
     nanosleep(&t, NULL);
 }
 
+/* Four rounds of blocks of 10 to 15 MiB, each freed at once: the most the cache held. */
+static unsigned long long most_kept_in_rounds(void) {
+    unsigned long long most = 0;
+    for (int round = 0; round < 4; round++) {
+        for (int k = 0; k < 6; k++) {
+            char *p = PyMem_Malloc((size_t)(10 + k) << 20);
+            touch(p, 1 << 20);
+            PyMem_Free(p);
+            unsigned long long c = stats().large_cached_bytes;
+            if (c > most) most = c;
+        }
+    }
+    return most;
+}
+
 static void double_free_cached(void *arg) {
     (void)arg;
     /* Make reuse pay first so that the freed block is kept. */
@@ -228,30 +243,12 @@ int main(void) {
      * of the live blocks (pyperformance's asyncio_tcp peaked at 1.8x stock's RSS). */
     {
         pyalloc_collect(1);
-        unsigned long long most = 0;
-        for (int round = 0; round < 4; round++) {
-            for (int k = 0; k < 6; k++) {
-                char *p = PyMem_Malloc((size_t)(10 + k) << 20);
-                touch(p, 1 << 20);
-                PyMem_Free(p);
-                unsigned long long c = stats().large_cached_bytes;
-                if (c > most) most = c;
-            }
-        }
+        unsigned long long most = most_kept_in_rounds();
         CHECK(most > 0, "nothing kept in a loop");
         CHECK(most <= (16u << 20), "kept %llu bytes with nothing in use (16 MiB allowed)", most);
         char *live = PyMem_Malloc(64 << 20);
         pyalloc_collect(1); /* empty again: rising sizes then find no kept mapping to reuse */
-        most = 0;
-        for (int round = 0; round < 4; round++) {
-            for (int k = 0; k < 6; k++) {
-                char *p = PyMem_Malloc((size_t)(10 + k) << 20);
-                touch(p, 1 << 20);
-                PyMem_Free(p);
-                unsigned long long c = stats().large_cached_bytes;
-                if (c > most) most = c;
-            }
-        }
+        most = most_kept_in_rounds();
         CHECK(most > (16u << 20), "kept only %llu bytes with 64 MiB in use", most);
         CHECK(most <= (32u << 20) + (1u << 20), "kept %llu bytes with 64 MiB in use (32 MiB allowed)", most);
         PyMem_Free(live);

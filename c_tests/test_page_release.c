@@ -29,14 +29,7 @@
 static unsigned char *blocks[N];
 
 static long rss_kb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long v = -1;
-    while (f && fgets(line, sizeof line, f)) {
-        if (!strncmp(line, "VmRSS:", 6)) v = atol(line + 6);
-    }
-    if (f) fclose(f);
-    return v;
+    return proc_status_field("VmRSS");
 }
 
 static pyalloc_stats stats(void) {

@@ -133,18 +133,9 @@ static int run_immediate(void) {
 }
 
 static int run_mode(const char *self, const char *delay, const char *mode) {
-    pid_t pid = fork();
-    if (pid == 0) {
-        setenv("PYALLOC_PURGE_DELAY", delay, 1);
-        /* These runs prove the slow paths' rule; test_background.c proves the purger's. */
-        setenv("PYALLOC_BACKGROUND", "0", 1);
-        setenv("PURGE_TEST_MODE", mode, 1);
-        execl(self, self, (char *)NULL);
-        _exit(127);
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    /* These runs prove the slow paths' rule; test_background.c proves the purger's. */
+    const char *env[][2] = {{"PYALLOC_PURGE_DELAY", delay}, {"PYALLOC_BACKGROUND", "0"}, {"PURGE_TEST_MODE", mode}};
+    return run_self_with(self, env, 3);
 }
 
 int main(int argc, char **argv) {

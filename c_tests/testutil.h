@@ -165,4 +165,34 @@ static inline int run_exec(const char *path, char *const argv[], char *const env
     return collect_child(pid, fds, out, outlen);
 }
 
+/* A numeric field of /proc/self/status ("VmRSS" in kB, "Threads"), -1 if missing. */
+static inline long proc_status_field(const char *name) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = -1;
+    size_t n = strlen(name);
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strncmp(line, name, n) && line[n] == ':') v = atol(line + n + 1);
+    }
+    if (f) fclose(f);
+    return v;
+}
+
+/* Run this test program again (`self`, argv[0]) with up to three NAME=value settings added to
+ * its environment (NULL names are skipped): the library reads its options at load, so each
+ * setting needs a fresh process. Returns its exit status (128 + signal if killed). */
+static inline int run_self_with(const char *self, const char *const env[][2], int nenv) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < nenv; i++)
+            if (env[i][0]) setenv(env[i][0], env[i][1], 1);
+        execl(self, self, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 #endif

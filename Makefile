@@ -14,7 +14,7 @@ OBJCOPY ?= objcopy
 READELF ?= readelf
 LDCONFIG ?= $(shell PATH="$$PATH:/sbin:/usr/sbin" command -v ldconfig 2>/dev/null)
 
-.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test uninstall wheel package-test python-test python-test-all python-test-current cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-python-current bench-python-icount bench-scaling bench-objects runtime-demo install clean
+.PHONY: deps deps-demo all lib header header-check header-compile demo python-demo test rust-test lint c-test valgrind-test install-test uninstall wheel package-test python-test python-test-all python-test-current cpython-get cpython-test cpython-test-quick cpython-test-all test-all bench bench-smoke bench-icount bench-large bench-bigbuf bench-python bench-python-current bench-python-icount bench-python-server bench-scaling bench-objects runtime-demo install clean
 
 all: lib
 
@@ -177,6 +177,12 @@ bench-python: lib
 ICOUNT_ARGS ?=
 bench-python-icount: lib
 	python3 bench/python/icount.py $(ICOUNT_ARGS)
+
+# A server-like CPython workload's RSS over time under pymalloc, mimalloc (3.13+) and pyalloc
+# (bench/python/server.py; SERVER_ARGS: e.g. --versions 3.13 --seconds 20 --rounds 5).
+SERVER_ARGS ?=
+bench-python-server: lib
+	python3 bench/python/server.py $(SERVER_ARGS)
 
 # Thread scaling (bench/scaling.c): 1, 2, 4, 8 threads; CPU ns per pair and pyalloc's lock
 # contention counts, against glibc and (when installed) jemalloc and mimalloc under LD_PRELOAD.

@@ -8,11 +8,16 @@
  * - a custom arena allocator (PyObject_SetArenaAllocator) gets its empty arenas back while the
  *   program idles (27 allocated, 0 freed before);
  * - fork: the thread is stopped across fork() (parent and child have one thread right after),
- *   and started again in both when memory is next held.
+ *   and started again in both when memory is next held;
+ * - it leaves once nothing is held: a process whose main thread calls pthread_exit still ends
+ *   when its last thread does (a CPython child forked from a non-main thread hung when the
+ *   purger outlived it).
  * Each scenario runs in a fresh process (the options are read at load). */
 #include "check.h"
 #include "testutil.h"
+#include <pthread.h>
 #include <pyalloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,7 +89,24 @@ static int run_idle(void) {
     CHECK(!held(s), "idle 400 ms: dirty %llu, empty arenas %llu", U(s.bytes_dirty), U(s.arenas_empty));
     long after = proc_field("VmRSS");
     CHECK(after < rss - 20 * 1024, "idle 400 ms: RSS %ld -> %ld kB", rss, after);
+    CHECK(proc_field("Threads") == 1, "threads once nothing is held: %ld", proc_field("Threads"));
     TEST_MAIN_END();
+}
+
+static void *short_worker(void *arg) {
+    (void)arg;
+    sleep_ms(50);
+    return NULL;
+}
+
+/* The main thread leaves by pthread_exit while memory is held: the process must end when the
+ * worker does (after the purge, the purger leaves too). */
+static int run_pthread_exit(void) {
+    hold();
+    pthread_t t;
+    pthread_create(&t, NULL, short_worker, NULL);
+    pthread_detach(t);
+    pthread_exit(NULL);
 }
 
 static int run_fastpath(void) {
@@ -185,6 +207,7 @@ int main(int argc, char **argv) {
         if (!strcmp(mode, "off")) return run_off();
         if (!strcmp(mode, "arena")) return run_arena();
         if (!strcmp(mode, "fork")) return run_fork();
+        if (!strcmp(mode, "pthread_exit")) return run_pthread_exit();
         return 99;
     }
     const char *modes[][2] = {{"idle", "1"}, {"fastpath", "1"}, {"off", "0"}, {"arena", "1"}, {"fork", "1"}};
@@ -192,5 +215,25 @@ int main(int argc, char **argv) {
         int rc = run_mode(argv[0], modes[i][0], modes[i][1]);
         CHECK(rc == 0, "%s (PYALLOC_BACKGROUND=%s): exit status %d", modes[i][0], modes[i][1], rc);
     }
+    /* pthread_exit from main: the process must end within 3 s. */
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("PYALLOC_PURGE_DELAY", "100", 1);
+        setenv("BACKGROUND_TEST_MODE", "pthread_exit", 1);
+        execl(argv[0], argv[0], (char *)NULL);
+        _exit(127);
+    }
+    int st = -1, ended = 0;
+    for (int i = 0; i < 300 && !ended; i++) {
+        ended = waitpid(pid, &st, WNOHANG) == pid;
+        if (!ended) sleep_ms(10);
+    }
+    if (!ended) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+    }
+    CHECK(ended && WIFEXITED(st) && WEXITSTATUS(st) == 0, "main thread's pthread_exit: the process %s (status %d)",
+          ended ? "ended" : "was still alive after 3 s", st);
     TEST_MAIN_END();
 }

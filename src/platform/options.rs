@@ -13,7 +13,7 @@
 //! | `PYALLOC_DEBUG_QUARANTINE` | a size: bytes of freed blocks the debug hooks hold back before reuse (pyalloc's hooks only) | `1M` |
 //! | `PYALLOC_HARDEN` | a boolean: the hardened mode: fresh blocks go onto free lists in a shuffled order (the integrity checks are on in every mode; `heap/thread/refill.rs`) | off |
 //! | `PYALLOC_REBIND` | a boolean: in a shared libpython, point its own calls of the allocation API back at its own functions once pyalloc is installed in its tables (`host/rebind.rs`) | on |
-//! | `PYALLOC_BACKGROUND` | a boolean: a background thread gives memory held for the purge delay back when the delay runs out, even while the program idles or only takes fast paths (`heap/background.rs`; started only once memory is held, stopped across `fork()`) | on |
+//! | `PYALLOC_BACKGROUND` | a boolean: a background thread gives memory held for the purge delay back when the delay runs out, even while the program idles or only takes fast paths (`heap/background.rs`; it runs only while memory is held, and is stopped across `fork()`) | on |
 //!
 //! Booleans: `1`, `true`, `yes`, `on` and `0`, `false`, `no`, `off`, in any case; empty is
 //! off. Sizes: a number of bytes with an optional unit in any case: `K`, `KiB` (1024), `M`,

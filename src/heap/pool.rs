@@ -106,8 +106,8 @@ pub struct Pool {
     /// blocks elsewhere (`heap::thread::pages`); the blocks on it are on no list until threaded
     /// again, and the pool's tag carries [`TAG_RELEASED`] meanwhile.
     pub released: u8,
-    /// `used` when `heap::thread::pages` last scanned the pool (`u16::MAX`: never): it scans
-    /// again only once blocks have come back since.
+    /// `used` when `heap::thread::pages` last looked at the pool, with its high bit once the
+    /// pool was scanned at that count (`u16::MAX`: never looked at).
     pub scanned: u16,
     // Second cache line: what other threads touch (the tag they read, the list they push on),
     // kept away from `free`/`used`, which the owner writes on every operation; and what only

@@ -91,6 +91,8 @@ pub struct Heap {
     partial_events: u32,
     swept_events: u32,
     pages_at: u64,
+    /// The last page sweep noted pools to look at again (`pages`).
+    pages_pending: bool,
     /// The state of the heap's random generator (`links::next_random`).
     pub(crate) rng: u64,
     /// Empty single-unit pools kept for reuse.
@@ -214,6 +216,7 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     partial_events: 0,
     swept_events: 0,
     pages_at: 0,
+    pages_pending: false,
     rng: 0,
     cache: [ptr::null_mut(); HEAP_EMPTY_POOLS],
     ncache: 0,

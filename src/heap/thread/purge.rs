@@ -33,7 +33,7 @@ pub fn collect(purge: bool) {
         unsafe {
             trim(h);
             if purge {
-                release_pages(h);
+                release_pages(h, true);
             }
         }
     }

@@ -5,7 +5,9 @@ Each workload is a small deterministic Python program (below), run once per conf
 `valgrind --tool=callgrind`; the count is the whole process's instructions minus those of the same
 interpreter running `pass` under the same configuration (start-up and exit), so what is compared
 is the workload's own work. Instruction counts do not move with the machine's load, so one run
-per cell is enough.
+per cell is enough; except for `server` and `threads`, whose threads take turns on the GIL by
+time (the switch interval), which callgrind's slowdown changes from run to run: their counts
+vary by several percent between identical runs, so compare the other six for small changes.
 
     python3 bench/python/icount.py [--versions 3.11,3.13] [--lib PATH] [--base-lib PATH]
         [--modes default,harden] [--workloads a,b] [--out bench/results/python/icount]

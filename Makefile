@@ -120,6 +120,10 @@ cpython-test-quick: lib
 # every interpreter of PYS, with a copy of the library taken first (rebuilding does not disturb
 # a run). Results: build/cpython-test/, table in docs/CPYTHON.md.
 cpython-test-all: lib
+	@if [ -x /usr/bin/python3.11 ] && ! /usr/bin/python3.11 -c 'import test.test_sys' 2>/dev/null; then \
+	  echo "cpython-test-all: Debian's python3.11 has no test suite: installing libpython3.11-testsuite"; \
+	  bash .ci/deps.sh testsuite || exit 1; \
+	fi
 	@mkdir -p $(BUILD) && cp $(LIBDIR)/libpyalloc.so $(BUILD)/libpyalloc-matrix.so
 	@rc=0; for py in $(PYS); do python3 python/cpython_test.py --python $$py --lib $(BUILD)/libpyalloc-matrix.so $(CPYTHON_TESTS) || rc=1; done; exit $$rc
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# What `make demo` (`deps.sh demo`) and `make test` (`deps.sh test`) need on a Debian machine:
+# What `make demo` (`deps.sh demo`), `make test` (`deps.sh test`) and `make cpython-test-all`
+# (`deps.sh testsuite`: Debian python3.11's regression tests) need on a Debian machine:
 # installs what is missing when it can (root, or password-less sudo, with apt-get), otherwise
 # stops at once with one line saying what to install.
 set -u
@@ -9,6 +10,10 @@ command -v cc >/dev/null || pkgs+=(gcc libc6-dev)
 command -v make >/dev/null || pkgs+=(make)
 # make lib rewrites the static archive (objcopy, readelf).
 { command -v objcopy && command -v readelf; } >/dev/null || pkgs+=(binutils)
+if [ "$want" = testsuite ]; then
+    # make cpython-test-all: the regression tests of Debian's python3.11.
+    pkgs+=(libpython3.11-testsuite)
+fi
 if [ "$want" = test ]; then
     command -v c++ >/dev/null || pkgs+=(g++)
     command -v pkg-config >/dev/null || pkgs+=(pkg-config)

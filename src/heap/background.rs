@@ -16,7 +16,7 @@
 //! - **Fork.** The `fork()` handlers stop and join it before taking the allocator's locks (it
 //!   may hold one), so the child inherits no half-done purge, and CPython 3.12+ (which warns
 //!   when a process that forks has other threads) sees no thread of ours at the fork. Parent
-//!   and child start it again on their next `kick`, or on the slow path's `tick_kick` if memory
+//!   and child start it again on their next `kick`, which the slow path also makes if memory
 //!   is still held then.
 //! - It allocates nothing: the thread is made with `pthread_create` (its stack is glibc's
 //!   mapping), and the purge paths use no heap.
@@ -194,22 +194,10 @@ pub fn stop_for_fork() {
     core::mem::forget(h);
 }
 
-/// After `fork()`, in parent and child: no thread of ours runs; the next [`kick`] (or
-/// slow-path [`tick_kick`]) starts one if memory is held.
+/// After `fork()`, in parent and child: no thread of ours runs; the next [`kick`] (a pool or
+/// large block going back, or a heap refill) starts one if memory is held.
 pub fn after_fork() {
     STATE.store(NONE, Ordering::Release);
     // SAFETY: `stop_for_fork` took the lock raw in this thread before the fork.
     unsafe { START.raw_unlock() };
-}
-
-/// The slow path's check (each heap refill): start the thread if memory is held and none
-/// runs (after a fork, or when the holding began on a path that did not kick).
-#[inline]
-pub fn tick_kick() {
-    kick();
-}
-
-/// Whether the thread runs now (tests, statistics).
-pub fn running() -> bool {
-    STATE.load(Ordering::Acquire) == RUNNING
 }

@@ -117,9 +117,21 @@ fn map_new(len: usize) -> *mut Pool {
         }
         return ptr::null_mut();
     }
+    mapped(len);
+    desc
+}
+
+/// `len` more bytes of large mappings: in the footprint, and in the large bytes the cache
+/// measures its bound against.
+fn mapped(len: usize) {
     BYTES_MAPPED.fetch_add(len, Ordering::Relaxed);
     large_cache::MAPPED.fetch_add(len, Ordering::Relaxed);
-    desc
+}
+
+/// `len` bytes of large mappings went back to the OS (see [`mapped`]).
+fn unmapped(len: usize) {
+    note_unmapped(len);
+    large_cache::MAPPED.fetch_sub(len, Ordering::Relaxed);
 }
 
 /// Cut a block's mapping down to `len` bytes (its tail goes back to the OS; `munmap` works
@@ -146,8 +158,7 @@ unsafe fn release(p: *mut u8, len: usize) {
     register(p as usize, len, ptr::null_mut());
     // SAFETY: as stated.
     unsafe { os::unmap(p, len) };
-    note_unmapped(len);
-    large_cache::MAPPED.fetch_sub(len, Ordering::Relaxed);
+    unmapped(len);
 }
 
 /// Free a large block: its mapping is kept for reuse while that pays, unmapped otherwise (the
@@ -228,8 +239,7 @@ pub unsafe fn realloc(desc: *mut Pool, n: usize) -> *mut u8 {
         } else if os::remap_in_place(p, old, len) {
             register(p as usize + old, len - old, desc);
             (*desc).set_map_len(len);
-            BYTES_MAPPED.fetch_add(len - old, Ordering::Relaxed);
-            large_cache::MAPPED.fetch_add(len - old, Ordering::Relaxed);
+            mapped(len - old);
         } else if !grow_moved(desc, len) && !grow_copied(desc, len) {
             return ptr::null_mut();
         }
@@ -269,8 +279,7 @@ unsafe fn grow_onto_kept(desc: *mut Pool, len: usize) -> bool {
         register(q as usize, klen, desc);
         DESCRIPTORS.lock().free(kept.cast());
         // The kept mapping's head pages, replaced by the block's, went back to the OS.
-        note_unmapped(old);
-        large_cache::MAPPED.fetch_sub(old, Ordering::Relaxed);
+        unmapped(old);
         // The pages moved whole: the block keeps its colour.
         (*desc).start = q.add(offset);
         (*desc).set_map_len(klen);
@@ -303,8 +312,7 @@ unsafe fn grow_moved(desc: *mut Pool, len: usize) -> bool {
         }
         (*desc).start = q.add(offset);
         (*desc).set_map_len(len);
-        BYTES_MAPPED.fetch_add(len - old, Ordering::Relaxed);
-        large_cache::MAPPED.fetch_add(len - old, Ordering::Relaxed);
+        mapped(len - old);
     }
     true
 }

@@ -19,10 +19,8 @@ pub(crate) unsafe fn retire_empty(heap: *mut Heap, pool: *mut Pool) {
         add((*heap).frees.get_unchecked(i), n);
         (*pool).allocs.store(0, Ordering::Relaxed);
         (*pool).set_state(State::Detached);
-        if (*pool).released != 0 {
-            // Its pages go back with the unit; the mark goes.
-            rethread(heap, pool, false);
-        }
+        // A mark of released pages stays until `new_pool` resets it: nothing reads it on a
+        // pool out of use.
         if !cache_put(heap, pool) {
             arena::release(pool);
             background::kick();
@@ -333,7 +331,7 @@ pub(crate) unsafe fn adopt_sparse(heap: *mut Heap, index: usize) -> *mut Pool {
         }
         if (*p).released != 0 {
             // The current pool has no released page: frees into it stay on the fast path.
-            rethread(heap, p, true);
+            rethread(heap, p);
         }
         make_current(heap, p, index);
         p

@@ -91,12 +91,12 @@ pub(crate) unsafe fn maybe_sweep(heap: *mut Heap) {
 /// scanned at that count (nothing to do until it changes).
 const SCANNED: u16 = 0x8000;
 
-/// Give back the free pages of every partial or sparse single-unit pool of `heap` (with `now`
-/// false, only of pools unchanged since the last sweep). Returns the pages released.
+/// Give back the free pages of every partial or sparse single-unit pool of `heap` (unless
+/// `force`, only of pools unchanged since the last sweep). Returns the pages released.
 ///
 /// # Safety
 /// The calling thread owns `heap`.
-pub(crate) unsafe fn release_pages(heap: *mut Heap, now: bool) -> usize {
+pub(crate) unsafe fn release_pages(heap: *mut Heap, force: bool) -> usize {
     // SAFETY: as stated: the lists and the pools on them are this thread's.
     unsafe {
         (*heap).pages_at = os::now_ms();
@@ -113,7 +113,7 @@ pub(crate) unsafe fn release_pages(heap: *mut Heap, now: bool) -> usize {
                 while !p.is_null() {
                     // Read first: a released partial pool moves to the sparse stack.
                     let next = (*p).next;
-                    n += release_pool_pages(heap, p, now);
+                    n += release_pool_pages(heap, p, force);
                     p = next;
                 }
             }
@@ -125,12 +125,12 @@ pub(crate) unsafe fn release_pages(heap: *mut Heap, now: bool) -> usize {
     }
 }
 
-/// Release the free pages of `pool` (partial or sparse, single unit); unless `now`, only if
+/// Release the free pages of `pool` (partial or sparse, single unit); unless `force`, only if
 /// its live count is the one the last sweep noted. Returns how many.
 ///
 /// # Safety
 /// The calling thread owns `heap`, which owns `pool`.
-unsafe fn release_pool_pages(heap: *mut Heap, pool: *mut Pool, now: bool) -> usize {
+unsafe fn release_pool_pages(heap: *mut Heap, pool: *mut Pool, force: bool) -> usize {
     // SAFETY: as stated; blocks are read only once `holds` vouches for them, and only those on
     // the pool's own free list (which only this thread changes).
     unsafe {
@@ -143,7 +143,7 @@ unsafe fn release_pool_pages(heap: *mut Heap, pool: *mut Pool, now: bool) -> usi
             // Busy, or scanned already at this count.
             return 0;
         }
-        if !now && (*pool).scanned != used as u16 {
+        if !force && (*pool).scanned != used as u16 {
             // Changed since the last sweep (or never seen): note it, and look again at the
             // next sweep, due even without more frees.
             (*pool).scanned = used as u16;
@@ -228,31 +228,28 @@ unsafe fn release_pool_pages(heap: *mut Heap, pool: *mut Pool, now: bool) -> usi
 }
 
 /// Put the blocks of `pool`'s released pages back on its free list and clear the mark (the
-/// pool is becoming current, or is being retired empty: `thread_blocks` false).
+/// pool is becoming current; a pool retired empty keeps its mark until `new_pool` resets it).
 ///
 /// # Safety
 /// The calling thread owns `heap`, which owns `pool`.
 #[cold]
-pub(crate) unsafe fn rethread(heap: *mut Heap, pool: *mut Pool, thread_blocks: bool) {
+pub(crate) unsafe fn rethread(heap: *mut Heap, pool: *mut Pool) {
     // SAFETY: as stated: the released blocks are free blocks of the pool on no list.
     unsafe {
-        let released = (*pool).released;
-        if thread_blocks {
-            let (start, bs) = ((*pool).start as usize, (*pool).size);
-            let n = ((*pool).bump as usize - start) / bs;
-            let key = (*heap).key;
-            for k in (0..n).rev() {
-                let b = (start + k * bs) as *mut u8;
-                if (*pool).on_released_page(b as usize) {
-                    track::defined(b, 2 * size_of::<Block>());
-                    set_next(key, b.cast(), (*pool).free);
-                    mark_free(pool, b);
-                    track::no_access(b, 2 * size_of::<Block>());
-                    (*pool).free = b.cast();
-                }
+        let (start, bs) = ((*pool).start as usize, (*pool).size);
+        let n = ((*pool).bump as usize - start) / bs;
+        let key = (*heap).key;
+        for k in (0..n).rev() {
+            let b = (start + k * bs) as *mut u8;
+            if (*pool).on_released_page(b as usize) {
+                track::defined(b, 2 * size_of::<Block>());
+                set_next(key, b.cast(), (*pool).free);
+                mark_free(pool, b);
+                track::no_access(b, 2 * size_of::<Block>());
+                (*pool).free = b.cast();
             }
-            PAGES_RETHREADED.fetch_add(released.count_ones() as u64, Ordering::Relaxed);
         }
+        PAGES_RETHREADED.fetch_add((*pool).released.count_ones() as u64, Ordering::Relaxed);
         (*pool).released = 0;
         (*pool).scanned = u16::MAX;
         let tag = (*pool).owner_tag.load(Ordering::Relaxed);

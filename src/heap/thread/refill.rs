@@ -129,7 +129,8 @@ pub(crate) unsafe fn refill_slow(heap: *mut Heap, d: usize, c: usize) -> *mut u8
         flush_delayed(heap);
         arena::tick();
         large::tick();
-        background::tick_kick();
+        // Memory may be held with no purger (after a fork, or a hold begun on another path).
+        background::kick();
         maybe_sweep(heap);
         let now = crate::platform::os::now_ms();
         if now >= (*heap).swept_at.saturating_add(MEDIUM_SWEEP_MS) {

@@ -127,12 +127,15 @@ cpython-test-all: lib
 	@mkdir -p $(BUILD) && cp $(LIBDIR)/libpyalloc.so $(BUILD)/libpyalloc-matrix.so
 	@rc=0; for py in $(PYS); do python3 python/cpython_test.py --python $$py --lib $(BUILD)/libpyalloc-matrix.so $(CPYTHON_TESTS) || rc=1; done; exit $$rc
 
+# The integration tests link the crate with std (Cargo.toml, feature `std`); their own target
+# folder keeps that build apart from the no_std libraries of target/release.
 rust-test:
-	$(CARGO) test --release
+	$(CARGO) test --release --features std --target-dir target/std
 
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --all-targets --features std --target-dir target/std -- -D warnings
 
 c-test: lib
 	./c_tests/run.sh

@@ -11,6 +11,7 @@ fn main() {
     let crate_dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
+    std_cfg();
     let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("CARGO_PKG_VERSION_MAJOR");
     let soname = format!("libpyalloc.so.{major}");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
@@ -29,6 +30,20 @@ fn main() {
             bindings.write_to_file(format!("{target_dir}/pyalloc.h"));
         }
         Err(e) => println!("cargo:warning=cbindgen could not generate the header: {e}"),
+    }
+}
+
+/// `pyalloc_std`: build with the standard library. The libraries for C programs and CPython are
+/// `no_std` with a panic handler of their own (`platform::report`), which keeps std's panic,
+/// backtrace and formatting code out of every process. The integration tests (`tests/*.rs`) use
+/// std and link this crate, so they need the `std` feature (Makefile: `cargo test --features
+/// std`); targets other than x86-64 Linux build with std too (their thread-locals come from it).
+fn std_cfg() {
+    println!("cargo::rustc-check-cfg=cfg(pyalloc_std)");
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if std::env::var_os("CARGO_FEATURE_STD").is_some() || arch != "x86_64" || os != "linux" {
+        println!("cargo:rustc-cfg=pyalloc_std");
     }
 }
 

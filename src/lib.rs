@@ -12,7 +12,7 @@
 //!
 //! layers:
 //! - `abi`: the C ABI's types
-//! - `platform` (its `mod.rs` only names its modules), `platform::config`, `platform::sync`, `platform::os`, `platform::report`,
+//! - `platform` (its `mod.rs` only names its modules), `platform::config`, `platform::sync`, `platform::tls`, `platform::os`, `platform::report`,
 //!   `platform::options`, `platform::probe`, `platform::track`: the platform
 //! - `heap::ids`, `heap::size_class`, `heap::pool`, `heap::pagemap`, `heap::retention`,
 //!   `heap::arena`, `heap::meta`, `heap::large_cache`, `heap::large`, `heap::background`, `heap::misuse`,
@@ -27,6 +27,7 @@
 //!
 //! See `docs/DESIGN.md`.
 
+#![cfg_attr(not(any(test, pyalloc_std)), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 

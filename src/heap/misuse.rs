@@ -16,7 +16,6 @@ use crate::abi::{
 use crate::heap::ids::{Op, API, API_C, NAMES};
 use crate::platform::probe;
 use crate::platform::report::{fatal, warn, BufWriter};
-use core::cell::Cell;
 use core::ffi::{c_int, c_void};
 use core::fmt::{self, Write};
 use core::ptr;
@@ -236,10 +235,8 @@ static HANDLER_ARG: AtomicPtr<c_void> = AtomicPtr::new(ptr::null_mut());
 /// Misuses reported to a handler, in total.
 pub static REPORTED: AtomicU64 = AtomicU64::new(0);
 
-std::thread_local! {
-    /// Set while this thread runs the handler: a misuse inside it is not reported again.
-    static IN_HANDLER: Cell<bool> = const { Cell::new(false) };
-}
+// Nonzero while this thread runs the handler: a misuse inside it is not reported again.
+crate::platform::tls::tls_word!(in_handler, "pyalloc_tls_in_misuse_handler");
 
 /// Install (or with `None`, remove) the misuse handler.
 pub fn set_handler(h: pyalloc_misuse_handler, arg: *mut c_void) {
@@ -282,9 +279,10 @@ impl Event {
 #[cold]
 fn notify(e: &Event, args: fmt::Arguments<'_>) -> bool {
     let h = HANDLER.load(Ordering::Acquire);
-    if h.is_null() || IN_HANDLER.try_with(|c| c.replace(true)).unwrap_or(true) {
+    if h.is_null() || in_handler::get() != 0 {
         return false;
     }
+    in_handler::set(1);
     let mut buf = [0u8; 512];
     let mut w = BufWriter::new(&mut buf);
     let _ = w.write_fmt(args);
@@ -311,7 +309,7 @@ fn notify(e: &Event, args: fmt::Arguments<'_>) -> bool {
         >(h);
         f(&m, HANDLER_ARG.load(Ordering::Acquire));
     }
-    let _ = IN_HANDLER.try_with(|c| c.set(false));
+    in_handler::set(0);
     true
 }
 

@@ -2,7 +2,7 @@
 //! allocator. The lowest layer; it uses no other module of the crate.
 //!
 //! Order (a module uses only those before it): `config` (compile-time constants), `sync`
-//! (spin lock), `os` (mappings, clocks), `report` (messages without allocating), `options`
+//! (spin lock), `tls` (per-thread words), `os` (mappings, clocks), `report` (messages without allocating), `options`
 //! (the environment), `probe` (is a foreign pointer a libc chunk, without faulting), `track`
 //! (Valgrind client requests: the heap core's fast paths call it, so it lives here, below them).
 
@@ -12,4 +12,5 @@ pub mod os;
 pub mod probe;
 pub mod report;
 pub mod sync;
+pub mod tls;
 pub mod track;

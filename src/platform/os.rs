@@ -2,6 +2,12 @@
 
 use core::ptr;
 
+// The C library (and through its linker script `libc_nonshared.a`, which holds `atexit`):
+// without the standard library (`src/lib.rs`) nothing else asks the linker for it.
+#[cfg(not(pyalloc_std))]
+#[link(name = "c")]
+extern "C" {}
+
 /// Map `size` bytes of fresh, zeroed, read-write memory. Null on failure.
 pub fn map(size: usize) -> *mut u8 {
     // SAFETY: an anonymous private mapping with no address hint touches no existing memory.

@@ -177,6 +177,34 @@ pub fn fatal(args: fmt::Arguments<'_>) -> ! {
     unsafe { libc::abort() }
 }
 
+/// The libraries are `no_std` (`src/lib.rs`), so a panic ends here instead of in the standard
+/// library's handler, which would pull its backtrace and formatting machinery (about 200 KiB of
+/// code, resident in every process) into the library for a path that should never run. Panics
+/// abort (`panic = "abort"`): none crosses the C ABI. The message names where it happened.
+#[cfg(not(any(test, pyalloc_std)))]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    fatal(format_args!("internal error: {info}"))
+}
+
+// The personality routine that the precompiled `core` (built for unwinding) names in its
+// landing pads. Nothing in the library unwinds: panics abort, and its own code has no landing
+// pads. A foreign exception passing through its frames (a C++ misuse handler that throws) is told
+// "no handler here, go on" (`_URC_CONTINUE_UNWIND`). Hidden: never exported, so it cannot stand
+// in for another library's.
+#[cfg(not(any(test, pyalloc_std)))]
+core::arch::global_asm!(
+    ".pushsection .text.rust_eh_personality,\"ax\",@progbits",
+    ".globl rust_eh_personality",
+    ".hidden rust_eh_personality",
+    ".type rust_eh_personality, @function",
+    "rust_eh_personality:",
+    "mov eax, 8",
+    "ret",
+    ".size rust_eh_personality, . - rust_eh_personality",
+    ".popsection",
+);
+
 /// Writes to a C `FILE *` (for `_PyObject_DebugMallocStats`).
 pub struct FileWriter {
     file: *mut core::ffi::c_void,

@@ -12,6 +12,10 @@
  * - it leaves once nothing is held: a process whose main thread calls pthread_exit still ends
  *   when its last thread does (a CPython child forked from a non-main thread hung when the
  *   purger outlived it).
+ * - steady frees: a program that keeps building and freeing a little in the arena holding free
+ *   units (PYALLOC_PURGE_KEEP=0) gets those units back within about twice the delay; with one
+ *   time stamp per arena, refreshed by every free into it, they stayed for as long as the
+ *   frees went on (128 KiB here: the loop's arena keeps 8 units it does not use).
  * Each scenario runs in a fresh process (the options are read at load). */
 #include "check.h"
 #include "testutil.h"
@@ -193,9 +197,36 @@ static int run_fork(void) {
     TEST_MAIN_END();
 }
 
+static int run_steady(void) {
+    hold();
+    /* 200 blocks of 8 KiB a loop: more pools than a heap keeps empty, so most go back to
+     * their arena at every loop and come from it again at the next. */
+    static void *few[600];
+    int loop = getenv("STEADY_N") ? atoi(getenv("STEADY_N")) : 100;
+    for (int i = 0; i < 600; i++) few[i] = PyObject_Malloc(8192);
+    for (int i = 0; i < 600; i++) PyObject_Free(few[i]);
+    unsigned long max_late = 0;
+    long start = now_ms(), end = start + 500;
+    while (now_ms() < end) {
+        for (int i = 0; i < loop; i++) few[i] = PyObject_Malloc(8192);
+        /* With the loop's blocks live, free units are those it does not use. After twice the
+         * delay and a margin, they must have gone back. */
+        unsigned long dirty = stats().bytes_dirty;
+        if (now_ms() > start + 300 && dirty > max_late) max_late = dirty;
+        for (int i = 0; i < loop; i++) PyObject_Free(few[i]);
+        sleep_ms(1);
+    }
+    printf("steady: %llu bytes of free units resident at most after 300 ms\n", U(max_late));
+    CHECK(max_late < (64u << 10), "steady frees for 500 ms: %llu bytes of free units still resident after 300 ms",
+          U(max_late));
+    TEST_MAIN_END();
+}
+
 static int run_mode(const char *self, const char *mode, const char *background) {
-    const char *env[][2] = {{"PYALLOC_PURGE_DELAY", "100"}, {"PYALLOC_BACKGROUND", background}, {"BACKGROUND_TEST_MODE", mode}};
-    return run_self_with(self, env, 3);
+    const char *keep = strcmp(mode, "steady") ? "4M" : "0";
+    const char *env[][2] = {{"PYALLOC_PURGE_DELAY", "100"}, {"PYALLOC_BACKGROUND", background}, {"BACKGROUND_TEST_MODE", mode},
+                            {"PYALLOC_PURGE_KEEP", keep}};
+    return run_self_with(self, env, 4);
 }
 
 int main(int argc, char **argv) {
@@ -208,9 +239,10 @@ int main(int argc, char **argv) {
         if (!strcmp(mode, "arena")) return run_arena();
         if (!strcmp(mode, "fork")) return run_fork();
         if (!strcmp(mode, "pthread_exit")) return run_pthread_exit();
+        if (!strcmp(mode, "steady")) return run_steady();
         return 99;
     }
-    const char *modes[][2] = {{"idle", "1"}, {"fastpath", "1"}, {"off", "0"}, {"arena", "1"}, {"fork", "1"}};
+    const char *modes[][2] = {{"idle", "1"}, {"fastpath", "1"}, {"off", "0"}, {"arena", "1"}, {"fork", "1"}, {"steady", "1"}};
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
         int rc = run_mode(argv[0], modes[i][0], modes[i][1]);
         CHECK(rc == 0, "%s (PYALLOC_BACKGROUND=%s): exit status %d", modes[i][0], modes[i][1], rc);

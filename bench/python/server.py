@@ -9,9 +9,11 @@ small objects and drops them; between bursts of requests the server idles a few 
 as servers do. The parent samples the child's VmRSS every 20 ms.
 
     python3 bench/python/server.py [--versions 3.11,3.13,3.15] [--lib PATH] [--seconds 12]
-        [--rounds 3] [--out bench/results/python/server]
+        [--rounds 3] [--out bench/results/python/server] [--variant LABEL:VAR=VALUE,...]
 
-Configurations: stock pymalloc, PYTHONMALLOC=mimalloc (3.13+), pyalloc (LD_PRELOAD). Rounds
+Configurations: stock pymalloc, PYTHONMALLOC=mimalloc (3.13+), pyalloc (LD_PRELOAD), and each
+`--variant` (pyalloc with options, e.g. `keep0:PYALLOC_PURGE_KEEP=0`, or another build,
+`old:LIB=/tmp/libpyalloc-old.so`). Rounds
 are interleaved. Reported per configuration (medians over rounds): mean and peak RSS over the
 run, RSS at the end, CPU seconds; ratios to pymalloc. Writes results.json, results.md and, when
 matplotlib is available (installed with pip if missing), rss.png (RSS over time, one panel per
@@ -117,12 +119,14 @@ def rss_kb(pid):
     return None
 
 
-def run(py, config, lib, seconds):
+def run(py, config, lib, seconds, variants):
     env = dict(os.environ)
     for k in ("LD_PRELOAD", "PYTHONMALLOC"):
         env.pop(k, None)
-    if config == "pyalloc":
-        env["LD_PRELOAD"] = lib
+    if config == "pyalloc" or config in variants:
+        opts = dict(variants.get(config, {}))
+        env["LD_PRELOAD"] = os.path.abspath(opts.pop("LIB", lib))
+        env.update(opts)
     elif config == "mimalloc":
         env["PYTHONMALLOC"] = "mimalloc"
     t0 = time.monotonic()
@@ -147,40 +151,50 @@ def main():
     ap.add_argument("--seconds", type=float, default=12)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(REPO, "bench", "results", "python", "server"))
+    ap.add_argument("--variant", action="append", default=[],
+                    help="LABEL:VAR=VALUE[,VAR=VALUE]: pyalloc with these options as one more "
+                         "configuration (LIB=PATH: another build of the library)")
     a = ap.parse_args()
+    variants = {}
+    for spec in a.variant:
+        label, _, assigns = spec.partition(":")
+        variants[label] = dict(kv.split("=", 1) for kv in assigns.split(",") if kv)
     lib = os.path.abspath(a.lib)
     versions = [v for v in a.versions.split(",") if v]
     pys = {v: interpreter(v) for v in versions}
-    results = {v: {c: [] for c in CONFIGS[v]} for v in versions}
+    results = {v: {c: [] for c in CONFIGS[v] + list(variants)} for v in versions}
     for rnd in range(a.rounds):
         for v in versions:
-            for c in CONFIGS[v]:
+            for c in results[v]:
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                series, requests = run(pys[v], c, lib, a.seconds)
+                series, requests = run(pys[v], c, lib, a.seconds, variants)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
                 rss = [m for _, m in series]
+                faults = after.ru_minflt - before.ru_minflt
                 rec = {"mean": statistics.mean(rss), "peak": max(rss), "end": rss[-1], "cpu": cpu,
-                       "requests": requests, "series": series}
+                       "faults": faults, "requests": requests, "series": series}
                 results[v][c].append(rec)
-                print("round %d %s %-9s mean %6.1f MiB peak %6.1f end %6.1f cpu %5.2f s requests %d"
-                      % (rnd + 1, v, c, rec["mean"], rec["peak"], rec["end"], cpu, requests), flush=True)
+                print("round %d %s %-9s mean %6.1f MiB peak %6.1f end %6.1f cpu %5.2f s faults %d requests %d"
+                      % (rnd + 1, v, c, rec["mean"], rec["peak"], rec["end"], cpu, faults, requests),
+                      flush=True)
     lines = ["# Server-like workload: RSS over time (`bench/python/server.py`)", "",
              "%d s per run, %d interleaved rounds, medians; ratios to pymalloc of the same version."
              % (a.seconds, a.rounds), "",
-             "| version | allocator | mean RSS (MiB) | x | peak RSS | x | RSS at end | CPU per 1000 requests (s) | x |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| version | allocator | mean RSS (MiB) | x | peak RSS | x | RSS at end | CPU per 1000 requests (s) | x | page faults per request |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     summary = {}
     for v in versions:
         med = {}
         for c, recs in results[v].items():
             med[c] = {k: statistics.median(r[k] for r in recs) for k in ("mean", "peak", "end")}
             med[c]["cpu_per_k"] = statistics.median(r["cpu"] / max(r["requests"], 1) * 1000 for r in recs)
+            med[c]["faults_per_req"] = statistics.median(r.get("faults", 0) / max(r["requests"], 1) for r in recs)
         base = med["pymalloc"]
         for c, m in med.items():
-            lines.append("| %s | %s | %.1f | %.2f | %.1f | %.2f | %.1f | %.3f | %.2f |" % (
+            lines.append("| %s | %s | %.1f | %.2f | %.1f | %.2f | %.1f | %.3f | %.2f | %.1f |" % (
                 v, c, m["mean"], m["mean"] / base["mean"], m["peak"], m["peak"] / base["peak"], m["end"],
-                m["cpu_per_k"], m["cpu_per_k"] / base["cpu_per_k"]))
+                m["cpu_per_k"], m["cpu_per_k"] / base["cpu_per_k"], m["faults_per_req"]))
         summary[v] = med
     text = "\n".join(lines)
     print(text)

@@ -12,7 +12,9 @@
 //! back, or a held arena is being reused), once it has been free for the purge delay
 //! (`PYALLOC_PURGE_DELAY`): dirty units are purged
 //! with `madvise`, emptiest arenas first, down to half the threshold, and empty arenas are
-//! unmapped. The delay is what keeps a program that frees and rebuilds a large structure in
+//! unmapped. A unit's age is told by an aging pass every delay (units free at one pass and
+//! still free at the next have been free for the delay), so a unit goes back within about
+//! twice the delay even while the program keeps freeing into its arena. The delay is what keeps a program that frees and rebuilds a large structure in
 //! cycles from faulting all of it in again every cycle (the cost of first touching a page
 //! dwarfs the allocator's own); the threshold keeps a little memory warm for good. The check
 //! runs on the arena slow paths and whenever a heap refills ([`tick`]), against a coarse
@@ -44,6 +46,9 @@ pub struct Arena {
     free_map: u64,
     /// Bit i: unit i is free and may still hold resident pages.
     dirty_map: u64,
+    /// Bit i: unit i was free and dirty at the last aging pass ([`Arenas::aged_at`]) and has
+    /// stayed free since, so it has been free for the purge delay by the next pass.
+    aged_map: u64,
     /// Bucket links (by `nfree`).
     prev: *mut Arena,
     next: *mut Arena,
@@ -153,6 +158,8 @@ struct Arenas {
     due: u64,
     /// Whether memory beyond the allowances is held for the purge delay or goes back at once.
     retention: Retention,
+    /// When (ms) the last aging pass ran: every arena's `aged_map` became its `dirty_map`.
+    aged_at: u64,
 }
 
 // SAFETY: the raw pointers are only followed under the ARENAS lock.
@@ -167,6 +174,7 @@ static ARENAS: SpinLock<Arenas> = SpinLock::new(Arenas {
     dirty_units: 0,
     due: u64::MAX,
     retention: Retention::NEW,
+    aged_at: 0,
 });
 
 /// [`Arenas::due`], readable without the lock ([`tick`]).
@@ -267,19 +275,20 @@ impl Arenas {
             DIRTY_BYTES.fetch_sub(dirty * POOL_SIZE, Ordering::Relaxed);
             (*a).free_map &= !mask;
             (*a).dirty_map &= !mask;
+            (*a).aged_map &= !mask;
             (*a).nfree -= k as u32;
         }
         self.link_bucket(a);
     }
 
-    /// Purge the dirty units of one arena.
+    /// Purge the dirty units of one arena that are in `which`.
     ///
     /// # Safety
     /// `a` is a live, purgeable arena (lock held); dirty units hold no blocks.
-    unsafe fn purge_arena(&mut self, a: *mut Arena) {
+    unsafe fn purge_arena(&mut self, a: *mut Arena, which: u64) {
         // SAFETY: as stated.
         unsafe {
-            let mut m = (*a).dirty_map;
+            let mut m = (*a).dirty_map & which;
             let n = m.count_ones() as usize;
             while m != 0 {
                 let i = m.trailing_zeros() as usize;
@@ -287,7 +296,8 @@ impl Arenas {
                 os::purge(unit_addr(a, i), run * POOL_SIZE);
                 m &= !run_mask(i, run);
             }
-            (*a).dirty_map = 0;
+            (*a).dirty_map &= !which;
+            (*a).aged_map &= !which;
             self.dirty_units -= n;
             DIRTY_BYTES.fetch_sub(n * POOL_SIZE, Ordering::Relaxed);
             BYTES_PURGED.fetch_add(n * POOL_SIZE, Ordering::Relaxed);
@@ -296,31 +306,60 @@ impl Arenas {
 
     /// Purge until at most `keep` units stay dirty, emptiest arenas first (allocation prefers
     /// the fullest arenas, so the emptiest are the least likely to be reused soon), skipping
-    /// arenas that got a free unit less than the purge delay ago (`now`, `delay` in ms).
-    /// Returns the earliest time a skipped arena becomes old enough (`u64::MAX`: none).
+    /// units free for less than the purge delay (`now`, `delay` in ms): all of an arena's
+    /// units once its last free is that old, else those aged by the last aging pass once that
+    /// is that old. Then, when the delay has passed since it, run the next aging pass. Returns
+    /// the earliest time more may go back (`u64::MAX`: nothing waits).
+    ///
+    /// An arena's stamp alone would let a program that keeps freeing somewhere in an arena
+    /// hold all of that arena's free units for as long as it runs (`c_tests/test_background.c`,
+    /// "steady").
     fn purge_down_to(&mut self, keep: usize, now: u64, delay: u64) -> u64 {
         let mut due = u64::MAX;
-        for n in (1..=UNITS_PER_ARENA).rev() {
+        let aged_ripe = self.ripe(self.aged_at, delay) <= now;
+        'buckets: for n in (1..=UNITS_PER_ARENA).rev() {
             let mut a = self.buckets[n];
-            while !a.is_null() && self.dirty_units > keep {
+            while !a.is_null() {
+                if self.dirty_units <= keep {
+                    break 'buckets;
+                }
                 // SAFETY: bucket lists hold live arenas (lock held).
                 unsafe {
                     if (*a).purgeable && (*a).dirty_map != 0 {
                         let ripe = self.ripe((*a).stamp, delay);
                         if ripe <= now {
-                            self.purge_arena(a);
+                            self.purge_arena(a, u64::MAX);
                         } else {
+                            if aged_ripe {
+                                self.purge_arena(a, (*a).aged_map);
+                            }
                             due = due.min(ripe);
                         }
                     }
                     a = (*a).next;
                 }
             }
-            if self.dirty_units <= keep {
-                return u64::MAX;
+        }
+        if self.dirty_units <= keep {
+            return u64::MAX;
+        }
+        if self.aged_at.saturating_add(delay) <= now {
+            self.age(now);
+        }
+        due.min(self.ripe(self.aged_at, delay))
+    }
+
+    /// The aging pass: every dirty unit free now counts as aged from `now` on.
+    fn age(&mut self, now: u64) {
+        let mut a = self.all;
+        while !a.is_null() {
+            // SAFETY: the list of all arenas holds live arenas (lock held).
+            unsafe {
+                (*a).aged_map = (*a).dirty_map;
+                a = (*a).all_next;
             }
         }
-        due
+        self.aged_at = now;
     }
 
     /// A held empty arena is being reused (`reuse`), or a new arena is being mapped: see
@@ -489,6 +528,7 @@ fn new_arena() -> *mut Arena {
                 nfree: last as u32,
                 free_map: run_mask(1, last),
                 dirty_map: 0,
+                aged_map: 0,
                 prev: ptr::null_mut(),
                 next: ptr::null_mut(),
                 all_next: ptr::null_mut(),

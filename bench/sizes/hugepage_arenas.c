@@ -7,7 +7,8 @@
  *
  * Workload: 3M blocks of CPython-like sizes (build), five passes touching them in a random
  * order (walk, TLB-bound), replacing each once in random order (churn), freeing all. Prints
- * ns per operation of each phase and the AnonHugePages of the process.
+ * ns per operation of each phase, the AnonHugePages of the process, its peak RSS (VmHWM) and
+ * its RSS once every block is freed and 300 ms have passed (VmRSS).
  * Build: cc -O2 -Iinclude bench/sizes/hugepage_arenas.c -Ltarget/release -lpyalloc
  *        -Wl,-rpath,$PWD/target/release -o build/hugepage_arenas */
 #define _GNU_SOURCE
@@ -107,12 +108,21 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < N; i++) PyObject_Free(v[i]);
     double t4 = now();
     char line[256];
-    long huge = 0;
+    long huge = 0, hwm = 0, rss = 0;
     FILE *f = fopen("/proc/self/smaps_rollup", "r");
     while (f && fgets(line, sizeof line, f))
         if (!strncmp(line, "AnonHugePages:", 14)) huge = atol(line + 14);
     if (f) fclose(f);
-    printf("mode %d%s: build %.1f walk %.1f churn %.1f free %.1f ns/op; huge pages %ld kB (%zu)\n", mode,
-           getenv("HP") ? " HP" : "", (t1 - t0) / N, (t2 - t1) / N / 5, (t3 - t2) / N, (t4 - t3) / N, huge, sum & 1);
+    struct timespec pause = {0, 300 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    f = fopen("/proc/self/status", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "VmHWM:", 6)) hwm = atol(line + 6);
+        if (!strncmp(line, "VmRSS:", 6)) rss = atol(line + 6);
+    }
+    if (f) fclose(f);
+    printf("mode %d%s: build %.1f walk %.1f churn %.1f free %.1f ns/op; huge pages %ld kB; peak RSS %ld kB, "
+           "after freeing %ld kB (%zu)\n", mode, getenv("HP") ? " HP" : "", (t1 - t0) / N, (t2 - t1) / N / 5,
+           (t3 - t2) / N, (t4 - t3) / N, huge, hwm, rss, sum & 1);
     return 0;
 }

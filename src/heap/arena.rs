@@ -10,15 +10,15 @@
 //! them, and one entirely empty arena, stay for good. Beyond that, memory goes back to the OS
 //! at once, or, while holding it pays (a new arena had to be mapped soon after memory went
 //! back, or a held arena is being reused), once it has been free for the purge delay
-//! (`PYALLOC_PURGE_DELAY`): dirty units are purged
-//! with `madvise`, emptiest arenas first, down to half the threshold, and empty arenas are
-//! unmapped. A unit's age is told by an aging pass every delay (units free at one pass and
-//! still free at the next have been free for the delay), so a unit goes back within about
-//! twice the delay even while the program keeps freeing into its arena. The delay is what keeps a program that frees and rebuilds a large structure in
-//! cycles from faulting all of it in again every cycle (the cost of first touching a page
-//! dwarfs the allocator's own); the threshold keeps a little memory warm for good. The check
-//! runs on the arena slow paths and whenever a heap refills ([`tick`]), against a coarse
-//! clock; `pyalloc_collect(1)` purges everything free at once.
+//! (`PYALLOC_PURGE_DELAY`): dirty units are purged with `madvise`, emptiest arenas first, down
+//! to half the threshold, and empty arenas are unmapped. A unit's age comes from an aging pass
+//! every delay (units free at one pass and still free at the next have been free for the
+//! delay), so a unit goes back within about twice the delay even while the program keeps
+//! freeing into its arena. The delay is what keeps a program that frees and rebuilds a large
+//! structure in cycles from faulting all of it in again every cycle (the cost of first
+//! touching a page dwarfs the allocator's own); the threshold keeps a little memory warm for
+//! good. The check runs on the arena slow paths and whenever a heap refills ([`tick`]), against
+//! a coarse clock; `pyalloc_collect(1)` purges everything free at once.
 
 use crate::abi::PyObjectArenaAllocator;
 use crate::heap::pagemap;

@@ -56,6 +56,14 @@ struct Cache {
     retention: Retention,
     /// A kept mapping was reused since the last `put` (which then extends the holding).
     reused: bool,
+    /// The longest mapping the bound evicted lately, and when (ms): a miss it would have
+    /// served soon after shows the bound too tight for this program.
+    cut_len: usize,
+    cut_at: u64,
+    /// Bytes allowed above the bound, learnt from such misses; halved every
+    /// [`BOOST_DECAY_MS`] without one.
+    boost: usize,
+    boost_at: u64,
 }
 
 // SAFETY: the descriptors are only followed under the lock.
@@ -71,6 +79,10 @@ static CACHE: SpinLock<Cache> = SpinLock::new(Cache {
     bytes: 0,
     retention: Retention::NEW,
     reused: false,
+    cut_len: 0,
+    cut_at: 0,
+    boost: 0,
+    boost_at: 0,
 });
 
 /// Earliest time (ms) an entry expires; `u64::MAX` while the cache is empty ([`tick`]).
@@ -88,6 +100,13 @@ const FLOOR_BYTES: usize = 4 << 20;
 /// flat 64 MiB, pyperformance's asyncio_tcp (10 MiB reads) peaked at 1.8x stock's RSS on 3.11;
 /// with a 16 MiB floor, regex_dna (1 MiB strings) at 1.7x.
 const LIVE_DIVISOR: usize = 2;
+/// A program that frees and maps again, over and over, more large blocks than that bound
+/// keeps (pyperformance's asyncio_tcp on 3.11: three 10 MiB buffers a chunk, with the bound
+/// holding one) maps and faults each one afresh: 1.8M page faults and 1.9x stock's CPU time,
+/// where glibc's heap keeps them. So a miss that a mapping the bound evicted shortly before
+/// would have served raises the bound by the request, up to [`MAX_BYTES`]; the raise halves
+/// after this long without such a miss.
+const BOOST_DECAY_MS: u64 = 2000;
 /// Large requests served from the cache, in total (statistics).
 pub static HITS: AtomicU64 = AtomicU64::new(0);
 
@@ -177,6 +196,12 @@ pub fn take(len: usize, growing: bool, out: &mut Evicted) -> *mut Pool {
         let now = os::now_ms();
         g.expire(now, false, out);
         g.retention.note_regret(now, false);
+        let window = PURGE_DELAY_MS.load(Ordering::Relaxed).saturating_mul(10);
+        if g.cut_len >= len && now < g.cut_at.saturating_add(window) {
+            g.boost = (g.boost + len).min(MAX_BYTES);
+            g.boost_at = now;
+            g.cut_len = 0;
+        }
         return ptr::null_mut();
     }
     g.reused = true;
@@ -208,8 +233,23 @@ pub unsafe fn put(desc: *mut Pool, out: &mut Evicted) -> bool {
         return false;
     }
     let live = MAPPED.load(Ordering::Relaxed).saturating_sub(g.bytes + len);
-    let cap = MAX_BYTES.min(FLOOR_BYTES.max(live / LIVE_DIVISOR)).max(len);
+    if g.boost != 0 && now >= g.boost_at.saturating_add(BOOST_DECAY_MS) {
+        g.boost /= 2;
+        g.boost_at = now;
+    }
+    let cap = MAX_BYTES
+        .min(FLOOR_BYTES.max(live / LIVE_DIVISOR) + g.boost)
+        .max(len);
     while g.n > 0 && (g.n == SLOTS || g.bytes + len > cap) {
+        if g.n < SLOTS {
+            let cut = g.entries[0].len;
+            g.cut_len = if now < g.cut_at.saturating_add(BOOST_DECAY_MS) {
+                g.cut_len.max(cut)
+            } else {
+                cut
+            };
+            g.cut_at = now;
+        }
         out.push(g.remove(0));
     }
     // SAFETY: as stated; from now on the descriptor belongs to the cache.
@@ -257,8 +297,11 @@ pub fn expire(force: bool, out: &mut Evicted) {
     let mut g = CACHE.lock();
     g.expire(now, force, out);
     if force {
-        // Memory is short or the program asked for it back: stop holding for now.
+        // Memory is short or the program asked for it back: stop holding for now, and forget
+        // what the bound learnt.
         g.retention.stop();
+        g.boost = 0;
+        g.cut_len = 0;
     }
 }
 

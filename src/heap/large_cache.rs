@@ -14,7 +14,7 @@
 //! ([`MAX_BYTES`]); `pyalloc_collect(1)` and memory pressure empty the cache.
 
 use crate::heap::pool::{Pool, TAG_CACHED};
-use crate::heap::retention::{Retention, PURGE_DELAY_MS};
+use crate::heap::retention::{self, Retention, PURGE_DELAY_MS};
 use crate::platform::os;
 use crate::platform::sync::SpinLock;
 use core::ptr;
@@ -196,8 +196,7 @@ pub fn take(len: usize, growing: bool, out: &mut Evicted) -> *mut Pool {
         let now = os::now_ms();
         g.expire(now, false, out);
         g.retention.note_regret(now, false);
-        let window = PURGE_DELAY_MS.load(Ordering::Relaxed).saturating_mul(10);
-        if g.cut_len >= len && now < g.cut_at.saturating_add(window) {
+        if g.cut_len >= len && now < g.cut_at.saturating_add(retention::window()) {
             g.boost = (g.boost + len).min(MAX_BYTES);
             g.boost_at = now;
             g.cut_len = 0;

@@ -9,6 +9,14 @@ pub static PURGE_DELAY_MS: AtomicU64 = AtomicU64::new(DEFAULT_PURGE_DELAY_MS);
 /// Holding memory for the delay stays on for this many delays after it last paid off.
 const RETAIN_WINDOWS: u64 = 10;
 
+/// How long (ms) a sign that holding pays counts: [`RETAIN_WINDOWS`] purge delays (0 when
+/// there is no delay).
+pub fn window() -> u64 {
+    PURGE_DELAY_MS
+        .load(Ordering::Relaxed)
+        .saturating_mul(RETAIN_WINDOWS)
+}
+
 /// The rule for holding freed memory (arenas and units here, large mappings in `large_cache`):
 /// hold it for the purge delay only while that pays, i.e. for [`RETAIN_WINDOWS`] delays after
 /// memory had to be mapped again soon after some went back, or held memory was reused; give it
@@ -30,11 +38,10 @@ impl Retention {
     /// (memory is being mapped at `now`, soon after some went back): hold over the next
     /// [`RETAIN_WINDOWS`] delays.
     pub fn note_regret(&mut self, now: u64, reuse: bool) {
-        let delay = PURGE_DELAY_MS.load(Ordering::Relaxed);
-        if delay == 0 {
+        let window = window();
+        if window == 0 {
             return;
         }
-        let window = delay.saturating_mul(RETAIN_WINDOWS);
         if reuse || (self.gave_back != 0 && now < self.gave_back.saturating_add(window)) {
             self.until = now.saturating_add(window);
         }

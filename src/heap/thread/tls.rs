@@ -1,8 +1,8 @@
 //! The per-thread heap pointer.
 //!
 //! A stable-Rust `thread_local!` in a shared library compiles to a `__tls_get_addr` call on
-//! every access (~3 ns, most of a malloc's budget). On x86-64 Linux we declare the slot
-//! ourselves in `.tbss` and read it with the initial-exec model (`@GOTTPOFF`: two
+//! every access (~3 ns, most of a malloc's budget). On x86-64 Linux the slot is a word of
+//! static TLS read with the initial-exec model (`platform::tls`, `@GOTTPOFF`: two
 //! instructions), as mimalloc and jemalloc do. Other targets use `thread_local!`.
 //!
 //! The slot starts out pointing at the shared, never-written empty heap (the TLS image is
@@ -14,49 +14,22 @@ use super::Heap;
 mod imp {
     use super::Heap;
 
-    core::arch::global_asm!(
-        ".pushsection .tdata,\"awT\",@progbits",
-        ".p2align 3",
-        ".hidden pyalloc_tls_heap_slot",
-        ".globl pyalloc_tls_heap_slot",
-        ".type pyalloc_tls_heap_slot, @object",
-        ".size pyalloc_tls_heap_slot, 8",
-        "pyalloc_tls_heap_slot:",
-        ".quad {empty}",
-        ".popsection",
-        empty = sym crate::heap::thread::EMPTY_HEAP,
+    crate::platform::tls::tls_word!(
+        slot,
+        "pyalloc_tls_heap_slot",
+        init = crate::heap::thread::EMPTY_HEAP
     );
 
     /// This thread's heap, or the empty heap before its first allocation.
     #[inline(always)]
     pub fn get() -> *mut Heap {
-        let v: *mut Heap;
-        // SAFETY: reads this thread's 8-byte slot in static TLS; the GOT entry holds its
-        // offset from the thread pointer (%fs).
-        unsafe {
-            core::arch::asm!(
-                "mov {v}, qword ptr [rip + pyalloc_tls_heap_slot@GOTTPOFF]",
-                "mov {v}, qword ptr fs:[{v}]",
-                v = out(reg) v,
-                options(nostack, readonly, preserves_flags),
-            );
-        }
-        v
+        slot::get() as *mut Heap
     }
 
     /// Set this thread's heap.
     #[inline]
     pub fn set(h: *mut Heap) {
-        // SAFETY: writes this thread's own slot, as `get` reads it.
-        unsafe {
-            core::arch::asm!(
-                "mov {t}, qword ptr [rip + pyalloc_tls_heap_slot@GOTTPOFF]",
-                "mov qword ptr fs:[{t}], {v}",
-                t = out(reg) _,
-                v = in(reg) h,
-                options(nostack, preserves_flags),
-            );
-        }
+        slot::set(h as usize);
     }
 }
 

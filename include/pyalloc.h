@@ -860,6 +860,41 @@ int PyObject_GC_IsTracked(PyObject *op);
 int PyObject_GC_IsFinalized(PyObject *op);
 #endif
 
+/*
+ Start the heap profiler: sample one allocation per `rate` bytes allocated on average
+ (exponential intervals; 0: the default, 512 KiB). The calling thread starts at once,
+ others within 64 MiB of their next allocations. `PYALLOC_PROFILE_RATE` and
+ `PYALLOC_PROFILE` start it at load.
+ */
+void pyalloc_profile_start(size_t rate);
+
+/*
+ Stop sampling. What was sampled stays in the profile; the records of sampled blocks still
+ go as the blocks are freed.
+ */
+void pyalloc_profile_stop(void);
+
+/*
+ The mean bytes between samples while the profiler runs, 0 while it is stopped.
+ */
+size_t pyalloc_profile_rate(void);
+
+/*
+ Start the cumulative view (allocations since start) afresh; the live view stays.
+ */
+void pyalloc_profile_reset(void);
+
+/*
+ Write the profile to the file `path`, in the format its suffix names: `.collapsed` (the
+ live view as folded stacks, for flame graphs), `.json` (both views and every live sample),
+ `.pb.gz` (pprof's profile.proto, both views as sample types). Returns 0 on success, else
+ an errno value (`EINVAL`: an unknown suffix or a NULL path).
+
+ # Safety
+ `path` is NULL or a NUL-terminated string.
+ */
+int pyalloc_profile_write(const char *path);
+
 #if !defined(Py_PYTHON_H)
 /*
  Run a full collection; returns the number of objects collected.

@@ -28,12 +28,14 @@ extern "C" fn fork_prepare() {
     host::fork_lock();
     crate::object::freelist::fork_lock();
     crate::debug::quarantine::fork_lock();
+    crate::profile::fork_lock();
 }
 
 /// Release what [`fork_prepare`] took, in reverse order (in the parent and in the child).
 extern "C" fn fork_release() {
-    // SAFETY: fork_prepare took the three locks, and nothing released them since.
+    // SAFETY: fork_prepare took the four locks, and nothing released them since.
     unsafe {
+        crate::profile::fork_unlock();
         crate::debug::quarantine::fork_unlock();
         crate::object::freelist::fork_unlock();
         host::fork_unlock();
@@ -70,6 +72,7 @@ pub fn ensure() {
     if !host::present() && o.debug.at_load {
         debug::setup();
     }
+    crate::profile::init_from_env();
     if host::present() {
         // A CPython process: what pyalloc decided was said above; the rest follows at once.
         announce();

@@ -22,6 +22,7 @@
 //! - `debug`: the debug hooks
 //! - `object`, `object::freelist`, `object::gc`: the object layer
 //! - `stats`: statistics and reports
+//! - `profile`: the sampling heap profiler
 //! - `ffi`: the C API
 //! - `init`: the library's start
 //!
@@ -46,5 +47,7 @@ pub mod init;
 pub mod object;
 /// cbindgen:ignore
 pub mod platform;
+/// cbindgen:ignore
+pub mod profile;
 /// cbindgen:ignore
 pub mod stats;

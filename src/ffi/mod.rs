@@ -1,7 +1,7 @@
 //! The C ABI: CPython's allocator API and pyalloc's extras, one module per API area:
 //! `allocate` (the three domains, with `dispatch` behind them), `customise` (allocator
 //! tables, debug hooks, arenas), `extras` (pyalloc's own functions), `objects` (the object
-//! layer) and `reclaim` (the cyclic collector and free lists). cbindgen reads the modules in
+//! layer), `profiling` (the heap profiler) and `reclaim` (the cyclic collector and free lists). cbindgen reads the modules in
 //! the order of their names, which is the header's order: keep the names in that order.
 //!
 //! This layer only guards arguments and dispatches; the work happens in `heap`, `domain`,
@@ -65,6 +65,7 @@ mod customise;
 mod dispatch;
 mod extras;
 mod objects;
+mod profiling;
 mod reclaim;
 
 pub use self::allocate::*;
@@ -72,4 +73,5 @@ pub use self::customise::*;
 pub(crate) use self::dispatch::*;
 pub use self::extras::*;
 pub use self::objects::*;
+pub use self::profiling::*;
 pub use self::reclaim::*;

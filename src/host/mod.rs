@@ -194,6 +194,19 @@ pub fn resolve(name: &CStr) -> *mut c_void {
     }
 }
 
+/// The host's major and minor version (None without a CPython host), looked up once.
+pub fn version() -> Option<(u32, u32)> {
+    static CACHED: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    let v = CACHED.load(Ordering::Relaxed);
+    if v == 0 {
+        let found = host_version();
+        let enc = found.map_or(1, |(a, b)| (a << 16) | (b << 1) | 0x8000_0000);
+        CACHED.store(enc, Ordering::Relaxed);
+        return found;
+    }
+    (v != 1).then_some(((v >> 16) & 0x7fff, (v & 0xffff) >> 1))
+}
+
 /// Major and minor version of the host from `Py_GetVersion()` ("3.11.7 (main, ...").
 fn host_version() -> Option<(u32, u32)> {
     let f = resolve(c"Py_GetVersion");

@@ -71,6 +71,14 @@ pub const TOOLING: [&str; 5] = [
     "PYALLOC_PYTEST_SERVED",
 ];
 
+/// The heap profiler's variables, read by `profile` itself (`docs/PROFILE.md`): where to
+/// write the profile at exit, the mean bytes between samples, the signal that writes it.
+pub const PROFILE: [&str; 3] = [
+    "PYALLOC_PROFILE",
+    "PYALLOC_PROFILE_RATE",
+    "PYALLOC_PROFILE_SIGNAL",
+];
+
 const PREFIX: &[u8] = b"PYALLOC_";
 
 /// Read an environment variable as bytes (no allocation).
@@ -524,6 +532,7 @@ pub fn check_names<'a>(names: impl Iterator<Item = &'a [u8]>, notes: &mut Notes)
         if NAMES
             .iter()
             .chain(TOOLING.iter())
+            .chain(PROFILE.iter())
             .any(|k| k.as_bytes() == name)
         {
             continue;
@@ -566,6 +575,7 @@ impl fmt::Display for NameList {
 fn nearest(name: &[u8]) -> Option<(&'static str, usize)> {
     let (k, d) = NAMES
         .iter()
+        .chain(PROFILE.iter())
         .map(|k| (*k, distance(name, k.as_bytes())))
         .min_by_key(|&(_, d)| d)?;
     let tail = name.len() - PREFIX.len();

@@ -39,7 +39,15 @@ pub unsafe fn malloc_small<const D: usize>(heap: *mut Heap, size: usize) -> *mut
     }
     let b = if heap != empty_heap() {
         // SAFETY: this thread's heap.
-        unsafe { alloc_from_class_entry(heap, D, small_index(size)) }
+        unsafe {
+            if sample::tick(heap, size) {
+                let s = sample::sampled(heap, D, size, false);
+                if !s.is_null() {
+                    return s;
+                }
+            }
+            alloc_from_class_entry(heap, D, small_index(size))
+        }
     } else {
         malloc_slow::<D>(heap, size)
     };
@@ -68,6 +76,40 @@ pub unsafe fn try_pop<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
         // the pool (a foreign-block descriptor's, or a corrupted link), is left to the slow
         // path's `pop`.
         if !(*pool).holds(b as usize) || !listed_is_free(pool, b.cast()) {
+            return ptr::null_mut();
+        }
+        // A pool with a block to hand out: `heap` is a real one, whose countdown is ours.
+        if sample::tick(heap, size) {
+            return sampled_pop::<D>(heap, pool, b, size);
+        }
+        let b = take(heap, pool, b);
+        track::malloc_like(b, size, false);
+        b
+    }
+}
+
+/// The countdown ran out in [`try_pop`], with `b` at the head of `pool`'s list: a sampled
+/// block, or (sampling off, or the large path failed) `b` after all.
+///
+/// # Safety
+/// As for [`try_pop`], with `b` checked to be a free block of `pool`.
+#[cold]
+#[inline(never)]
+unsafe fn sampled_pop<const D: usize>(
+    heap: *mut Heap,
+    pool: *mut Pool,
+    b: *mut Block,
+    size: usize,
+) -> *mut u8 {
+    // SAFETY: as stated; the sampler leaves `pool`'s list alone (a sampled block is a large
+    // one, and the sampler's own allocations are served by other calls that pop properly).
+    unsafe {
+        let s = sample::sampled(heap, D, size, false);
+        if !s.is_null() {
+            return s;
+        }
+        // The head may have changed meanwhile (the hook allocated): pop afresh.
+        if (*pool).free != b {
             return ptr::null_mut();
         }
         let b = take(heap, pool, b);
@@ -105,7 +147,15 @@ pub(crate) fn malloc_slow<const D: usize>(mut heap: *mut Heap, size: usize) -> *
     }
     let c = if size == 0 { 1 } else { class_of(size) };
     // SAFETY: `heap` is this thread's heap.
-    unsafe { alloc_from_class(heap, D, c) }
+    unsafe {
+        if size > SMALL_MAX && sample::tick(heap, size) {
+            let s = sample::sampled(heap, D, size, false);
+            if !s.is_null() {
+                return s;
+            }
+        }
+        alloc_from_class(heap, D, c)
+    }
 }
 
 /// A large block (zeroed with `zero`); the thread gets a heap first if it has none. When the
@@ -124,6 +174,14 @@ pub(crate) unsafe fn alloc_large(
         heap = attach();
         if heap.is_null() {
             return ptr::null_mut();
+        }
+    }
+    // SAFETY: `heap` is now this thread's heap.
+    if unsafe { sample::tick(heap, size) } {
+        // SAFETY: as above.
+        let s = unsafe { sample::sampled(heap, d, size, zero) };
+        if !s.is_null() {
+            return s;
         }
     }
     let (mut p, mut usable) = large::alloc(d, size, zero);

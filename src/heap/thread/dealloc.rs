@@ -200,6 +200,9 @@ pub(crate) unsafe fn free_owned(heap: *mut Heap, pool: *mut Pool, tag: usize, p:
             count_free(heap, index);
             track::free_like(p);
             let (usable, d) = ((*pool).size, (*pool).domain as usize);
+            if sample::is_sampled(pool) {
+                sample::forget(p, d);
+            }
             counts::count_large_bytes(heap, d, usable.wrapping_neg());
             large::free(pool);
             background::kick();

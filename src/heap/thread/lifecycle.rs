@@ -62,6 +62,7 @@ pub(crate) fn attach() -> *mut Heap {
         set_tags(&*h, bits);
         (*h).next_abandoned = ptr::null_mut();
         tls::set(h);
+        sample::arm(h);
         start::on_thread_exit(h);
         collect_remote(h);
     }

@@ -61,6 +61,9 @@ pub struct Heap {
     /// The key that encodes the links of this heap's lists (`links`): its pools' lists and
     /// the chains other threads hand to them, and its foreign-block lists. Set once.
     pub(crate) key: usize,
+    /// Bytes left to allocate before the next sample (`sample`): every allocation takes its
+    /// size off; below zero, the allocation is sampled.
+    pub(crate) sample_left: isize,
     /// Current pool per domain and class; never null (the shared empty descriptor instead).
     pub pools: [[*mut Pool; NUM_SLOTS]; NUM_DOMAINS],
     /// Allocations and frees counted per `domain * NUM_SLOTS + class` (class 0: large blocks).
@@ -202,6 +205,7 @@ pub static EMPTY_HEAP: EmptyHeap = EmptyHeap(Heap {
     hooked: AtomicU8::new(0),
     fast_max: [const { AtomicUsize::new(SMALL_MAX) }; NUM_DOMAINS],
     key: 0,
+    sample_left: isize::MAX,
     pools: [[&pool::EMPTY_POOL.0 as *const Pool as *mut Pool; NUM_SLOTS]; NUM_DOMAINS],
     allocs: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
     frees: [const { AtomicU64::new(0) }; NUM_DOMAINS * NUM_SLOTS],
@@ -340,6 +344,7 @@ mod purge;
 mod refill;
 mod remote;
 mod resize;
+pub mod sample;
 pub mod start;
 pub mod tls;
 

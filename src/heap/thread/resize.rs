@@ -120,7 +120,9 @@ unsafe fn realloc_checked<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
             return move_block::<D>(p, old, n, pool, tag);
         }
         if tag < HEAP_ALIGN {
-            if n > MEDIUM_MAX {
+            // A sampled block moves (its record goes when the old block is freed), and the
+            // new one is counted and maybe sampled as any allocation.
+            if n > MEDIUM_MAX && !sample::is_sampled(pool) {
                 let mut q = large::realloc(pool, n);
                 if q.is_null() {
                     relieve_pressure();

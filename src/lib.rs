@@ -32,6 +32,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+// Only the profile's pprof writer allocates through Rust (`profile::global`).
+extern crate alloc;
+
 pub mod abi;
 /// cbindgen:ignore
 pub mod debug;

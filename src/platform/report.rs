@@ -203,6 +203,17 @@ core::arch::global_asm!(
     "ret",
     ".size rust_eh_personality, . - rust_eh_personality",
     ".popsection",
+    // The precompiled `alloc` crate (used by the profile's pprof writer) has landing pads
+    // that resume unwinding; with `panic = "abort"` nothing unwinds, so they are never
+    // reached. Defined hidden here rather than taken from libgcc_s: it aborts.
+    ".pushsection .text._Unwind_Resume,\"ax\",@progbits",
+    ".globl _Unwind_Resume",
+    ".hidden _Unwind_Resume",
+    ".type _Unwind_Resume, @function",
+    "_Unwind_Resume:",
+    "ud2",
+    ".size _Unwind_Resume, . - _Unwind_Resume",
+    ".popsection",
 );
 
 /// Writes to a C `FILE *` (for `_PyObject_DebugMallocStats`).
@@ -257,15 +268,22 @@ impl FdWriter {
     }
 }
 
-impl Write for FdWriter {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        for chunk in s.as_bytes().chunks(self.buf.len()) {
+impl FdWriter {
+    /// Write raw bytes (buffered).
+    pub fn write_bytes(&mut self, b: &[u8]) {
+        for chunk in b.chunks(self.buf.len()) {
             if self.len + chunk.len() > self.buf.len() {
                 self.flush();
             }
             self.buf[self.len..self.len + chunk.len()].copy_from_slice(chunk);
             self.len += chunk.len();
         }
+    }
+}
+
+impl Write for FdWriter {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.write_bytes(s.as_bytes());
         Ok(())
     }
 }

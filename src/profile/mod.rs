@@ -14,6 +14,8 @@
 //! (`PYALLOC_PROFILE_SIGNAL`, opt-in: a thread of the profiler's waits for it). See
 //! `docs/PROFILE.md`. Uses: the heap core (the sampler's hooks), the host, the platform.
 
+#[cfg(not(any(test, pyalloc_std)))]
+mod global;
 pub mod pprof;
 pub mod python;
 pub mod stack;

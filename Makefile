@@ -85,11 +85,13 @@ endif
 python-demo: lib
 	LD_PRELOAD=$(CURDIR)/$(LIBDIR)/libpyalloc.so PYALLOC_STATS=1 $(PY) python/demo.py
 
-# Preload and late-load tests (python/test_preload.py, python/test_late_load.py) on one
+# Preload, late-load and heap profiler tests (python/test_preload.py, test_late_load.py,
+# test_profile.py) on one
 # interpreter: PY=/path/to/python3.X
 python-test: lib
 	$(PY) python/test_preload.py --python $(PY) --lib $(LIBDIR)/libpyalloc.so
 	$(PY) python/test_late_load.py --python $(PY) --lib $(LIBDIR)/libpyalloc.so
+	$(PY) python/test_profile.py --python $(PY) --lib $(LIBDIR)/libpyalloc.so
 
 # The same on every interpreter of docs/CPYTHON.md found here (pyenv 3.8-3.13, Debian's 3.11,
 # and 3.14/3.15 once `make cpython-get` installed them).

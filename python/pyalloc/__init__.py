@@ -12,6 +12,11 @@ and look at it from inside::
     >>> pyalloc.stats()["domains"]["object"]["live_bytes"]
     >>> pyalloc.collect()               # give free memory back to the OS now
 
+and find what holds memory (the sampling heap profiler, ``pyalloc run --profile FILE``)::
+
+    >>> pyalloc.profile().top(5)        # the sites holding the most memory now
+    >>> pyalloc.write_profile("heap.collapsed")   # or .pb.gz (pprof), .json
+
 ``import pyalloc`` loads nothing and installs nothing: only :func:`install` (and the CLI and the
 pytest plugin, when asked) change which allocator serves the interpreter.
 """
@@ -33,6 +38,13 @@ __all__ = [
     "library_version",
     "NotActiveError",
     "__version__",
+    "start_profile",
+    "stop_profile",
+    "reset_profile",
+    "profile_rate",
+    "write_profile",
+    "profile",
+    "ProfileSnapshot",
 ]
 
 __version__ = "0.1.0"
@@ -126,3 +138,14 @@ def library_version() -> Optional[str]:
         return None
     v = lib.pyalloc_version()
     return v.decode() if v else None
+
+
+from .profiling import (  # noqa: E402  (after _require, which it uses)
+    ProfileSnapshot,
+    profile,
+    profile_rate,
+    reset_profile,
+    start_profile,
+    stop_profile,
+    write_profile,
+)

@@ -58,6 +58,17 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     lib.pyalloc_version.argtypes = []
     lib.pyalloc_set_check_mode.restype = ctypes.c_int
     lib.pyalloc_set_check_mode.argtypes = [ctypes.c_int]
+    if hasattr(lib, "pyalloc_profile_write"):
+        lib.pyalloc_profile_write.restype = ctypes.c_int
+        lib.pyalloc_profile_write.argtypes = [ctypes.c_char_p]
+        lib.pyalloc_profile_start.restype = None
+        lib.pyalloc_profile_start.argtypes = [ctypes.c_size_t]
+        lib.pyalloc_profile_stop.restype = None
+        lib.pyalloc_profile_stop.argtypes = []
+        lib.pyalloc_profile_reset.restype = None
+        lib.pyalloc_profile_reset.argtypes = []
+        lib.pyalloc_profile_rate.restype = ctypes.c_size_t
+        lib.pyalloc_profile_rate.argtypes = []
     if hasattr(lib, "pyalloc_install"):
         lib.pyalloc_install.restype = ctypes.c_int
         lib.pyalloc_install.argtypes = []

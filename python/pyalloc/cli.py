@@ -35,6 +35,17 @@ def _add_options(p: argparse.ArgumentParser) -> None:
         "into free blocks, interior pointers and double frees are on in every mode)",
     )
     p.add_argument("--verbose", action="store_true", help="print what pyalloc decided at load")
+    p.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="sample allocations and write the heap profile to FILE: .collapsed (flame graphs), "
+        ".pb.gz (pprof) or .json (run: when the program ends; exec: at exit, %%p: the pid)",
+    )
+    p.add_argument(
+        "--profile-rate",
+        metavar="BYTES",
+        help="mean bytes between samples (default 512K; sizes as 64K, 2M)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +80,9 @@ def environment(
     verbose: bool = False,
     base: Optional[Dict[str, str]] = None,
     harden: bool = False,
+    profile: Optional[str] = None,
+    profile_rate: Optional[str] = None,
+    profile_at_exit: bool = True,
 ) -> Dict[str, str]:
     """The environment that makes pyalloc serve a program: ``LD_PRELOAD`` first, then the
     options as ``PYALLOC_*`` variables."""
@@ -87,6 +101,10 @@ def environment(
         env["PYALLOC_VERBOSE"] = "1"
     if harden:
         env["PYALLOC_HARDEN"] = "1"
+    if profile or profile_rate:
+        env["PYALLOC_PROFILE_RATE"] = profile_rate or "512K"
+    if profile and profile_at_exit:
+        env["PYALLOC_PROFILE"] = os.path.abspath(profile)
     return env
 
 
@@ -119,7 +137,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.stats and args.stats_json:
         sys.stderr.write("pyalloc: choose one of --stats and --stats-json\n")
         return 2
-    env = environment(_library(), args.check, args.stats, args.stats_json, args.verbose, harden=args.harden)
+    suffixes = (".collapsed", ".folded", ".json", ".pb.gz", ".pb")
+    if args.profile and not args.profile.endswith(suffixes):
+        sys.stderr.write("pyalloc: --profile FILE ends with .collapsed, .pb.gz or .json\n")
+        return 2
+    env = environment(
+        _library(),
+        args.check,
+        args.stats,
+        args.stats_json,
+        args.verbose,
+        harden=args.harden,
+        profile=args.profile,
+        profile_rate=args.profile_rate,
+        profile_at_exit=args.command == "exec",
+    )
     if args.command == "exec":
         cmd = list(args.cmd)
         if cmd and cmd[0] == "--":
@@ -141,6 +173,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not target:
         sys.stderr.write("pyalloc run: nothing to run (a script, -m module or -c code)\n")
         return 2
+    if args.profile:
+        target = ["-m", "pyalloc._profiled", os.path.abspath(args.profile), *target]
     _exec([sys.executable, *target], env)
 
 

@@ -246,7 +246,10 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 
 /// Write the profile, gzipped when `gz`. False when something could not be written.
 pub fn write(st: &Store, w: &mut FdWriter, gz: bool) -> bool {
-    let p = build(st, super::LAST_RATE.load(core::sync::atomic::Ordering::Relaxed));
+    let p = build(
+        st,
+        super::LAST_RATE.load(core::sync::atomic::Ordering::Relaxed),
+    );
     let bytes = p.encode_to_vec();
     let bytes = if gz { gzip(&bytes) } else { bytes };
     w.write_bytes(&bytes);

@@ -120,9 +120,7 @@ unsafe fn realloc_checked<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
             return move_block::<D>(p, old, n, pool, tag);
         }
         if tag < HEAP_ALIGN {
-            // A sampled block moves (its record goes when the old block is freed), and the
-            // new one is counted and maybe sampled as any allocation.
-            if n > MEDIUM_MAX && !sample::is_sampled(pool) {
+            if n > MEDIUM_MAX {
                 let mut q = large::realloc(pool, n);
                 if q.is_null() {
                     relieve_pressure();
@@ -132,6 +130,7 @@ unsafe fn realloc_checked<const D: usize>(p: *mut u8, n: usize) -> *mut u8 {
                     let d = (*pool).domain as usize;
                     counts::count_large_bytes(tls::get(), d, (*pool).size.wrapping_sub(old));
                     track::moved(p, q, old, n);
+                    sample::after_large_realloc(pool, p, q, n, d);
                 }
                 return q;
             }

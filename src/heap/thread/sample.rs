@@ -168,6 +168,47 @@ pub(crate) fn forget(p: *mut u8, d: usize) {
     in_profiler_flag::set(0);
 }
 
+/// A large block grew or shrank in place (or moved its pages) from `p` to `q`, now `n` bytes:
+/// it counts as an allocation of `n` bytes, sampled or not afresh. A buffer that grows by
+/// `realloc` from one large size to the next would otherwise only ever be counted at its first
+/// size (CPython's lists and bytearrays grow so).
+///
+/// # Safety
+/// `desc` is the live large descriptor of the block, which the caller holds.
+pub(crate) unsafe fn after_large_realloc(
+    desc: *mut Pool,
+    p: *mut u8,
+    q: *mut u8,
+    n: usize,
+    d: usize,
+) {
+    // SAFETY: as stated.
+    unsafe {
+        if is_sampled(desc) {
+            (*desc).class = 0;
+            forget(p, d);
+        }
+        let heap = tls::get();
+        if heap == empty_heap() || !tick(heap, n) {
+            return;
+        }
+        let rate = RATE.load(Ordering::Relaxed);
+        (*heap).sample_left = next_interval(heap, rate);
+        if rate == 0 || in_profiler_flag::get() != 0 {
+            return;
+        }
+        (*desc).class = SAMPLED;
+    }
+    SAMPLED_LIVE.fetch_add(1, Ordering::Relaxed);
+    let hooks = HOOKS.load(Ordering::Acquire);
+    if !hooks.is_null() {
+        in_profiler_flag::set(1);
+        // SAFETY: registered hooks are 'static.
+        unsafe { ((*hooks).record)(q, n, d) };
+        in_profiler_flag::set(0);
+    }
+}
+
 /// Whether the large descriptor `desc` holds a sampled block.
 ///
 /// # Safety

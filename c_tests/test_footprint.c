@@ -2,7 +2,9 @@
  * The libraries are no_std with a panic handler of their own (src/lib.rs, build.rs): std's
  * panic, backtrace and formatting code (gimli, addr2line: 217 KiB of code) stays out, and so
  * does libgcc_s, which std needs for unwinding. Checked on the loaded library itself:
- * - its executable segment is under 256 KiB (389 KiB with std, 172 KiB without);
+ * - its executable segment is under 320 KiB (389 KiB with std, 172 KiB without; 256 KiB with
+ *   the heap profiler, of which the pprof writer's encoder and deflate are about 80 KiB that
+ *   are paged in only when a .pb.gz profile is written);
  * - it needs libc only (DT_NEEDED): no libgcc_s, no libm;
  * - the personality routine that core's landing pads name is defined but hidden, so it never
  *   stands in for another library's;
@@ -56,8 +58,8 @@ int main(void) {
     struct found f = {0};
     dl_iterate_phdr(visit, &f);
     CHECK(f.seen, "libpyalloc is not among the loaded objects");
-    CHECK(f.exec_bytes > 64 * 1024 && f.exec_bytes < 256 * 1024,
-          "executable segment of libpyalloc: %zu bytes (budget 256 KiB)", f.exec_bytes);
+    CHECK(f.exec_bytes > 64 * 1024 && f.exec_bytes < 320 * 1024,
+          "executable segment of libpyalloc: %zu bytes (budget 320 KiB)", f.exec_bytes);
     CHECK(f.needs_libc, "libpyalloc does not name libc among its %d DT_NEEDED entries", f.needed);
     CHECK(f.needs_other == 0, "libpyalloc needs more than libc: %s", f.other);
 

@@ -87,7 +87,9 @@ fn pyalloc_paths_never_use_the_global_allocator() {
     let wrote_text = pyalloc::stats::write_file(text_path.as_bytes(), false);
     let wrote_json = pyalloc::stats::write_file(json_path.as_bytes(), true);
     // SAFETY: NUL-terminated paths.
-    let profiles = prof_paths.each_ref().map(|p| unsafe { pyalloc_profile_write(p.as_ptr().cast()) });
+    let profiles = prof_paths
+        .each_ref()
+        .map(|p| unsafe { pyalloc_profile_write(p.as_ptr().cast()) });
     for (i, b) in blocks.iter().enumerate() {
         // SAFETY: each block belongs to the matching domain.
         unsafe {

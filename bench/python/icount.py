@@ -13,8 +13,10 @@ vary by several percent between identical runs, so compare the other six for sma
         [--modes default,harden] [--workloads a,b] [--out bench/results/python/icount]
 
 Configurations: `stock` (no preload), `pyalloc` (`--lib`, default target/release/libpyalloc.so)
-in each mode of `--modes` (`default`, `harden` = PYALLOC_HARDEN=1), and `base` (`--base-lib`, an
-older build, for before/after comparisons). Writes a text table and JSON.
+in each mode of `--modes` (`default`, `harden` = PYALLOC_HARDEN=1, `profile` = the heap profiler
+sampling at its default rate, PYALLOC_PROFILE_RATE=512K, `profile64k` = one sample per 64 KiB),
+`tracemalloc` (stock with PYTHONTRACEMALLOC=1, what the profiler is compared with), and `base`
+(`--base-lib`, an older build, for before/after comparisons). Writes a text table and JSON.
 """
 import argparse
 import json
@@ -206,9 +208,16 @@ def main():
     if a.base_lib:
         configs.append(("base", {"LD_PRELOAD": a.base_lib}))
     for m in a.modes.split(","):
+        if m == "tracemalloc":
+            configs.append(("tracemalloc", {"PYTHONTRACEMALLOC": "1"}))
+            continue
         env = {"LD_PRELOAD": os.path.abspath(a.lib)}
         if m == "harden":
             env["PYALLOC_HARDEN"] = "1"
+        elif m == "profile":
+            env["PYALLOC_PROFILE_RATE"] = "512K"
+        elif m == "profile64k":
+            env["PYALLOC_PROFILE_RATE"] = "64K"
         configs.append(("pyalloc" if m == "default" else "pyalloc-" + m, env))
     names = [w for w in a.workloads.split(",") if w]
     results = {}

@@ -5,6 +5,7 @@
     pyalloc run [options] -c code [args]
     pyalloc exec [options] -- CMD [args]
     pyalloc lib                      # the library's path, for LD_PRELOAD by hand
+    pyalloc flamegraph heap.collapsed heap.svg   # a heap profile as a flame graph
 
 The program replaces this process (exec): its exit code, stdin, stdout and stderr are its own.
 """
@@ -69,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_options(ex)
     ex.add_argument("cmd", nargs=argparse.REMAINDER, help="-- CMD [args]")
     sub.add_parser("lib", help="print the path of the library (for LD_PRELOAD)")
+    fg = sub.add_parser("flamegraph", help="render a .collapsed heap profile as a flame graph SVG", add_help=False)
+    fg.add_argument("args", nargs=argparse.REMAINDER)
     return p
 
 
@@ -134,6 +137,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "lib":
         print(_library())
         return 0
+    if args.command == "flamegraph":
+        from .flamegraph import main as flamegraph
+
+        return flamegraph(args.args)
     if args.stats and args.stats_json:
         sys.stderr.write("pyalloc: choose one of --stats and --stats-json\n")
         return 2
@@ -174,7 +181,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stderr.write("pyalloc run: nothing to run (a script, -m module or -c code)\n")
         return 2
     if args.profile:
-        target = ["-m", "pyalloc._profiled", os.path.abspath(args.profile), *target]
+        runner = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_profiled.py")
+        target = [runner, os.path.abspath(args.profile), *target]
     _exec([sys.executable, *target], env)
 
 

@@ -12,8 +12,11 @@ pub(crate) fn dispatch_malloc<const D: usize>(size: usize) -> *mut c_void {
     unsafe {
         if size <= heap::fast_max::<D>(h) {
             let b = heap::try_pop::<D>(h, size);
-            if !b.is_null() {
+            if b as usize > heap::SAMPLE as usize {
                 return b.cast();
+            }
+            if b == heap::SAMPLE {
+                return heap::alloc_sampled::<D>(h, size).cast();
             }
         }
         if heap::not_hooked::<D>(h) || host::host_serves_own::<D>() {

@@ -229,8 +229,9 @@ impl Str {
 
 use core::mem::size_of;
 
-/// A line of code: a Python function's line (its names and line number), the key being the
-/// code object and the instruction.
+/// A line of code: a Python function's line (its names and line number). Found by code object
+/// and instruction; the instructions of one line share one location, so that a line is one
+/// frame in every output.
 #[repr(C)]
 pub struct Location {
     pub code: usize,
@@ -283,6 +284,8 @@ pub struct Store {
     arena: Arena,
     strings: Map,
     locations: Map,
+    /// The same locations by code object and line: instructions of one line share one.
+    lines: Map,
     nlocations: u32,
     sites: Map,
     pub all_sites: *mut Site,
@@ -301,6 +304,7 @@ pub static STORE: SpinLock<Store> = SpinLock::new(Store {
     arena: Arena::new(),
     strings: Map::new(),
     locations: Map::new(),
+    lines: Map::new(),
     nlocations: 0,
     sites: Map::new(),
     all_sites: ptr::null_mut(),
@@ -357,6 +361,20 @@ impl Store {
         file: &[u8],
         line: i32,
     ) -> *mut Location {
+        let key = mix(code as u64 ^ (lasti as u64).rotate_left(40)) | 1;
+        let line_key = mix(code as u64 ^ (line as u64).rotate_left(24)) | 1;
+        // SAFETY: values are locations.
+        let same_line = self.lines.find(line_key, |v| unsafe {
+            let l = v as *const Location;
+            (*l).code == code && (*l).line == line
+        }) as *mut Location;
+        if !same_line.is_null() {
+            return if self.locations.insert(key, same_line as u64) {
+                same_line
+            } else {
+                ptr::null_mut()
+            };
+        }
         let (name, file) = (self.intern(name), self.intern(file));
         let l = self.arena.alloc(size_of::<Location>()) as *mut Location;
         if l.is_null() || name.is_null() || file.is_null() {
@@ -377,8 +395,7 @@ impl Store {
                 },
             )
         };
-        let key = mix(code as u64 ^ (lasti as u64).rotate_left(40)) | 1;
-        if !self.locations.insert(key, l as u64) {
+        if !self.locations.insert(key, l as u64) || !self.lines.insert(line_key, l as u64) {
             return ptr::null_mut();
         }
         l
@@ -539,6 +556,10 @@ impl Store {
     /// Bytes the profiler's tables hold.
     pub fn footprint(&self) -> usize {
         self.arena.mapped
-            + 16 * (self.strings.cap + self.locations.cap + self.sites.cap + self.live.cap)
+            + 16 * (self.strings.cap
+                + self.locations.cap
+                + self.lines.cap
+                + self.sites.cap
+                + self.live.cap)
     }
 }

@@ -34,17 +34,18 @@ pub unsafe fn malloc_in<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8
 pub unsafe fn malloc_small<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
     // SAFETY: as stated.
     let b = unsafe { try_pop::<D>(heap, size) };
-    if !b.is_null() {
+    if b as usize > SAMPLE as usize {
         return b;
+    }
+    if b == SAMPLE {
+        // SAFETY: `try_pop` said so: a real heap.
+        return unsafe { alloc_sampled::<D>(heap, size) };
     }
     let b = if heap != empty_heap() {
         // SAFETY: this thread's heap.
         unsafe {
             if sample::tick(heap, size) {
-                let s = sample::sampled(heap, D, size, false);
-                if !s.is_null() {
-                    return s;
-                }
+                return alloc_sampled::<D>(heap, size);
             }
             alloc_from_class_entry(heap, D, small_index(size))
         }
@@ -55,9 +56,15 @@ pub unsafe fn malloc_small<const D: usize>(heap: *mut Heap, size: usize) -> *mut
     b
 }
 
+/// What [`try_pop`] returns when the allocation is to be sampled ([`alloc_sampled`] serves
+/// it): never a block's address.
+pub const SAMPLE: *mut u8 = 1 as *mut u8;
+
 /// The malloc fast path alone: pop a block of `size`'s class from the current pool, or null
 /// (the pool is drained, the class is new, `size` is 0, or the head needs [`pop`]'s checks)
-/// without doing anything else.
+/// without doing anything else, or [`SAMPLE`] when the sampler's countdown ran out (then
+/// [`alloc_sampled`] is to serve the request; it is a tail call in the callers, so that the
+/// fast path saves no register for it).
 ///
 /// # Safety
 /// `heap` is `tls::get()`; `size <= SMALL_MAX`.
@@ -80,39 +87,33 @@ pub unsafe fn try_pop<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
         }
         // A pool with a block to hand out: `heap` is a real one, whose countdown is ours.
         if sample::tick(heap, size) {
-            return sampled_pop::<D>(heap, pool, b, size);
+            return SAMPLE;
         }
         let b = take(heap, pool, b);
+        // A block of the pool (`holds` said so): neither null nor SAMPLE, which lets the
+        // callers' tests of the result fold away on this path.
+        core::hint::assert_unchecked(b as usize > SAMPLE as usize);
         track::malloc_like(b, size, false);
         b
     }
 }
 
-/// The countdown ran out in [`try_pop`], with `b` at the head of `pool`'s list: a sampled
-/// block, or (sampling off, or the large path failed) `b` after all.
+/// Serve a small or medium request whose countdown ran out: a sampled block, or (sampling
+/// off, or the large path failed) a block from the pools as usual.
 ///
 /// # Safety
-/// As for [`try_pop`], with `b` checked to be a free block of `pool`.
+/// `heap` is this thread's heap (not the empty one); `size <= MEDIUM_MAX`.
 #[cold]
 #[inline(never)]
-unsafe fn sampled_pop<const D: usize>(
-    heap: *mut Heap,
-    pool: *mut Pool,
-    b: *mut Block,
-    size: usize,
-) -> *mut u8 {
-    // SAFETY: as stated; the sampler leaves `pool`'s list alone (a sampled block is a large
-    // one, and the sampler's own allocations are served by other calls that pop properly).
+pub unsafe fn alloc_sampled<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
+    // SAFETY: as stated.
     unsafe {
         let s = sample::sampled(heap, D, size, false);
         if !s.is_null() {
             return s;
         }
-        // The head may have changed meanwhile (the hook allocated): pop afresh.
-        if (*pool).free != b {
-            return ptr::null_mut();
-        }
-        let b = take(heap, pool, b);
+        let c = if size == 0 { 1 } else { class_of(size) };
+        let b = alloc_from_class(heap, D, c);
         track::malloc_like(b, size, false);
         b
     }
@@ -149,10 +150,7 @@ pub(crate) fn malloc_slow<const D: usize>(mut heap: *mut Heap, size: usize) -> *
     // SAFETY: `heap` is this thread's heap.
     unsafe {
         if size > SMALL_MAX && sample::tick(heap, size) {
-            let s = sample::sampled(heap, D, size, false);
-            if !s.is_null() {
-                return s;
-            }
+            return alloc_sampled::<D>(heap, size);
         }
         alloc_from_class(heap, D, c)
     }

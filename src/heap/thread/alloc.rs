@@ -58,7 +58,7 @@ pub unsafe fn malloc_small<const D: usize>(heap: *mut Heap, size: usize) -> *mut
 
 /// What [`try_pop`] returns when the allocation is to be sampled ([`alloc_sampled`] serves
 /// it): never a block's address.
-pub const SAMPLE: *mut u8 = 1 as *mut u8;
+pub const SAMPLE: *mut u8 = ptr::dangling_mut::<u8>();
 
 /// The malloc fast path alone: pop a block of `size`'s class from the current pool, or null
 /// (the pool is drained, the class is new, `size` is 0, or the head needs [`pop`]'s checks)

@@ -88,6 +88,11 @@ CONFIGS = {
     "3.15": [("pymalloc", {}), ("mimalloc", {"PYTHONMALLOC": "mimalloc"}), ("pyalloc", "PRELOAD")],
 }
 BASELINE = "pymalloc"
+# --profiler: the heap profiler's cost against tracemalloc's, on every version given
+PROFILER_CONFIGS = [("pymalloc", {}), ("tracemalloc", {"PYTHONTRACEMALLOC": "1"}),
+                    ("pyalloc", "PRELOAD"),
+                    ("pyalloc-profile", ("PRELOAD", {"PYALLOC_PROFILE_RATE": "512K"}))]
+
 # second reference, where a version has it: pyalloc / mimalloc, paired per round
 REF2, REF2_OF = "mimalloc", "pyalloc"
 # pseudo-benchmark: `python -c pass`, for the fixed memory cost of each configuration; its time
@@ -226,6 +231,9 @@ class Runner:
         extra = dict(CONFIGS[version])[config]
         if extra == "PRELOAD":
             env["LD_PRELOAD"] = self.lib
+        elif isinstance(extra, tuple):
+            env["LD_PRELOAD"] = self.lib
+            env.update(extra[1])
         else:
             env.update(extra)
         return env
@@ -243,11 +251,15 @@ class Runner:
                  "    print(f())\n"
                  "except RuntimeError as e:\n"
                  "    print('foreign')\n")
-        if config == "pyalloc":
+        if config.startswith("pyalloc"):
             env["PYALLOC_VERBOSE"] = "1"
         p = subprocess.run([py, "-c", probe], env=env, capture_output=True, text=True)
         name = p.stdout.strip()
-        if config == "pyalloc":
+        if config == "tracemalloc":
+            # tracemalloc's hooks sit over pymalloc: the name query sees a foreign allocator.
+            ok = name in ("foreign", "pymalloc")
+            seen = name
+        elif config.startswith("pyalloc"):
             ok = name == "foreign" and "pyalloc: installed in CPython" in p.stderr
             seen = "%s; %s" % (name, p.stderr.strip().splitlines()[0] if p.stderr.strip() else "")
         else:
@@ -563,7 +575,13 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 1 round, 1 value, no warmup, min time 0.01 s, "
                          "results into --out/quick")
+    ap.add_argument("--profiler", action="store_true",
+                    help="the heap profiler's cost: pymalloc, pymalloc + tracemalloc, pyalloc, "
+                         "pyalloc sampling at 512 KiB, on every version given")
     args = ap.parse_args()
+    if args.profiler:
+        for v in list(CONFIGS):
+            CONFIGS[v] = PROFILER_CONFIGS
     if args.quick:
         args.rounds, args.values, args.warmups, args.min_time = 1, 1, 0, 0.01
         args.out = os.path.join(args.out, "quick")

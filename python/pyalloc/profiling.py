@@ -180,8 +180,10 @@ class ProfileSnapshot(Sequence[ProfileSite]):
         return [s for s in self.sites if s.live_bytes > 0][:n]
 
     def compare_to(self, old: "ProfileSnapshot") -> List[ProfileDiff]:
-        """What grew since ``old`` (live view), largest growth first (as tracemalloc's
-        ``Snapshot.compare_to``)."""
+        """What grew since ``old`` (live view), largest growth first; sites that shrank come
+        last. (tracemalloc's ``Snapshot.compare_to`` sorts by the size of the change either
+        way; a leak hunt wants growth first, and sampled sites that hold steady move a little
+        either way.)"""
         before = {s.frames: s for s in old.sites}
         out = []
         for s in self.sites:
@@ -190,7 +192,7 @@ class ProfileSnapshot(Sequence[ProfileSite]):
         for o in before.values():
             gone = ProfileSite(o.frames, o.domain, 0, 0, o.alloc_bytes, o.alloc_count)
             out.append(ProfileDiff(gone, -o.live_bytes, -o.live_count))
-        out.sort(key=lambda d: (-abs(d.size_diff), -d.site.live_bytes))
+        out.sort(key=lambda d: (-d.size_diff, -d.site.live_bytes))
         return out
 
 

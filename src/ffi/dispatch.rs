@@ -2,6 +2,7 @@
 //! function, through the installed hook otherwise.
 
 use super::*;
+use crate::platform::track;
 
 #[inline(always)]
 pub(crate) fn dispatch_malloc<const D: usize>(size: usize) -> *mut c_void {
@@ -16,7 +17,9 @@ pub(crate) fn dispatch_malloc<const D: usize>(size: usize) -> *mut c_void {
                 return b.cast();
             }
             if b == heap::SAMPLE {
-                return heap::alloc_sampled::<D>(h, size).cast();
+                let b = heap::alloc_sampled::<D>(h, size);
+                track::malloc_like(b, size, false);
+                return b.cast();
             }
         }
         if heap::not_hooked::<D>(h) || host::host_serves_own::<D>() {

@@ -15,6 +15,9 @@
 //! | `PYALLOC_REBIND` | a boolean: in a shared libpython, point its own calls of the allocation API back at its own functions once pyalloc is installed in its tables (`host/rebind.rs`) | on |
 //! | `PYALLOC_BACKGROUND` | a boolean: a background thread gives memory held for the purge delay back when the delay runs out, even while the program idles or only takes fast paths (`heap/background.rs`; it runs only while memory is held, and is stopped across `fork()`) | on |
 //!
+//! The heap profiler reads its own variables ([`PROFILE`]: `PYALLOC_PROFILE`,
+//! `PYALLOC_PROFILE_RATE`, `PYALLOC_PROFILE_SIGNAL`; `profile/mod.rs`, `docs/PROFILE.md`).
+//!
 //! Booleans: `1`, `true`, `yes`, `on` and `0`, `false`, `no`, `off`, in any case; empty is
 //! off. Sizes: a number of bytes with an optional unit in any case: `K`, `KiB` (1024), `M`,
 //! `MiB` (1024²), `G`, `GiB` (1024³), and `KB` (1000), `MB` (1000²), `GB` (1000³). `CHECK` and

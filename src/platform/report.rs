@@ -205,9 +205,11 @@ core::arch::global_asm!(
     ".popsection",
     // The precompiled `alloc` crate (used by the profile's pprof writer) has landing pads
     // that resume unwinding; with `panic = "abort"` nothing unwinds, so they are never
-    // reached. Defined hidden here rather than taken from libgcc_s: it aborts.
+    // reached. Defined hidden here rather than taken from libgcc_s: it aborts. Weak, so that a
+    // program linking the static archive together with libgcc_eh (C++ exceptions) takes the
+    // real one without a duplicate definition.
     ".pushsection .text._Unwind_Resume,\"ax\",@progbits",
-    ".globl _Unwind_Resume",
+    ".weak _Unwind_Resume",
     ".hidden _Unwind_Resume",
     ".type _Unwind_Resume, @function",
     "_Unwind_Resume:",

@@ -37,17 +37,17 @@ pub unsafe fn malloc_small<const D: usize>(heap: *mut Heap, size: usize) -> *mut
     if b as usize > SAMPLE as usize {
         return b;
     }
-    if b == SAMPLE {
+    let b = if b == SAMPLE {
         // SAFETY: `try_pop` said so: a real heap.
-        return unsafe { alloc_sampled::<D>(heap, size) };
-    }
-    let b = if heap != empty_heap() {
+        unsafe { alloc_sampled::<D>(heap, size) }
+    } else if heap != empty_heap() {
         // SAFETY: this thread's heap.
         unsafe {
             if sample::tick(heap, size) {
-                return alloc_sampled::<D>(heap, size);
+                alloc_sampled::<D>(heap, size)
+            } else {
+                alloc_from_class_entry(heap, D, small_index(size))
             }
-            alloc_from_class_entry(heap, D, small_index(size))
         }
     } else {
         malloc_slow::<D>(heap, size)
@@ -99,7 +99,8 @@ pub unsafe fn try_pop<const D: usize>(heap: *mut Heap, size: usize) -> *mut u8 {
 }
 
 /// Serve a small or medium request whose countdown ran out: a sampled block, or (sampling
-/// off, or the large path failed) a block from the pools as usual.
+/// off, or the large path failed) a block from the pools as usual. The caller tells the
+/// Valgrind annotations (`track`), as for every block it hands out.
 ///
 /// # Safety
 /// `heap` is this thread's heap (not the empty one); `size <= MEDIUM_MAX`.
@@ -113,9 +114,7 @@ pub unsafe fn alloc_sampled<const D: usize>(heap: *mut Heap, size: usize) -> *mu
             return s;
         }
         let c = if size == 0 { 1 } else { class_of(size) };
-        let b = alloc_from_class(heap, D, c);
-        track::malloc_like(b, size, false);
-        b
+        alloc_from_class(heap, D, c)
     }
 }
 

@@ -123,10 +123,8 @@ pub(crate) unsafe fn tick(heap: *mut Heap, size: usize) -> bool {
 #[cold]
 #[inline(never)]
 pub(crate) unsafe fn sampled(heap: *mut Heap, d: usize, size: usize, zero: bool) -> *mut u8 {
-    let rate = RATE.load(Ordering::Relaxed);
     // SAFETY: as stated.
-    unsafe { (*heap).sample_left = next_interval(heap, rate) };
-    if rate == 0 || in_profiler_flag::get() != 0 {
+    if !unsafe { redraw(heap) } {
         return ptr::null_mut();
     }
     let (p, usable) = large::alloc(d, size, zero);
@@ -135,10 +133,32 @@ pub(crate) unsafe fn sampled(heap: *mut Heap, d: usize, size: usize, zero: bool)
     }
     // SAFETY: `p` is a fresh large block: its descriptor is ours until it is handed out.
     unsafe {
-        let desc = pagemap::lookup(p as usize);
-        (*desc).class = SAMPLED;
         counts::count_large_alloc(heap, d, usable);
+        mark(pagemap::lookup(p as usize), p, size, d);
     }
+    p
+}
+
+/// The countdown ran out: draw the next interval. Whether the allocation is to be sampled
+/// (sampling is on, and this thread is not inside the profiler).
+///
+/// # Safety
+/// `heap` is this thread's heap (never the empty one).
+unsafe fn redraw(heap: *mut Heap) -> bool {
+    let rate = RATE.load(Ordering::Relaxed);
+    // SAFETY: as stated.
+    unsafe { (*heap).sample_left = next_interval(heap, rate) };
+    rate != 0 && in_profiler_flag::get() == 0
+}
+
+/// Mark the large block `p` (descriptor `desc`, `size` bytes asked, domain `d`) sampled and
+/// tell the profiler.
+///
+/// # Safety
+/// `desc` is the live large descriptor of `p`, which the caller holds.
+unsafe fn mark(desc: *mut Pool, p: *mut u8, size: usize, d: usize) {
+    // SAFETY: as stated.
+    unsafe { (*desc).class = SAMPLED };
     SAMPLED_LIVE.fetch_add(1, Ordering::Relaxed);
     let hooks = HOOKS.load(Ordering::Acquire);
     if !hooks.is_null() {
@@ -147,7 +167,6 @@ pub(crate) unsafe fn sampled(heap: *mut Heap, d: usize, size: usize, zero: bool)
         unsafe { ((*hooks).record)(p, size, d) };
         in_profiler_flag::set(0);
     }
-    p
 }
 
 /// A sampled block `p` of domain `d` is about to be freed (or moved).
@@ -189,23 +208,9 @@ pub(crate) unsafe fn after_large_realloc(
             forget(p, d);
         }
         let heap = tls::get();
-        if heap == empty_heap() || !tick(heap, n) {
-            return;
+        if heap != empty_heap() && tick(heap, n) && redraw(heap) {
+            mark(desc, q, n, d);
         }
-        let rate = RATE.load(Ordering::Relaxed);
-        (*heap).sample_left = next_interval(heap, rate);
-        if rate == 0 || in_profiler_flag::get() != 0 {
-            return;
-        }
-        (*desc).class = SAMPLED;
-    }
-    SAMPLED_LIVE.fetch_add(1, Ordering::Relaxed);
-    let hooks = HOOKS.load(Ordering::Acquire);
-    if !hooks.is_null() {
-        in_profiler_flag::set(1);
-        // SAFETY: registered hooks are 'static.
-        unsafe { ((*hooks).record)(q, n, d) };
-        in_profiler_flag::set(0);
     }
 }
 

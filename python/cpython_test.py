@@ -188,6 +188,9 @@ def main():
         "stock": dict(base),
         "malloc": dict(base, PYTHONMALLOC="malloc"),
         "pyalloc": dict(base, LD_PRELOAD=lib),
+        # The heap profiler sampling every 64 KiB on average (8 times the default rate): Python
+        # stacks read at every sample, through generators, threads, subinterpreters, exit.
+        "profile": dict(base, LD_PRELOAD=lib, PYALLOC_PROFILE_RATE="64K"),
     }
     modes = args.modes.split(",")
     results, summary = {}, {}
@@ -237,6 +240,15 @@ def main():
                 why = "; ".join(b.splitlines()[0] for b in blocks) or "no failure text"
                 regressions.append((case, f"{status}; rerun: {why}; log {log}\n    reproduce: "
                                           f"LD_PRELOAD={lib} {' '.join(cmd)}"))
+    if "profile" in results:
+        # Against pyalloc without sampling when it ran, else against stock.
+        ref = "pyalloc" if "pyalloc" in results else "stock"
+        if not results["profile"]:
+            regressions.append(("(no results with the profiler sampling: the run crashed?)", ""))
+        for case, st in sorted(results.get(ref, {}).items()):
+            if st == "pass" and results["profile"].get(case) != "pass":
+                regressions.append((case, f"passes under {ref}, not with the profiler sampling "
+                                          f"({results['profile'].get(case, 'missing')})"))
     for mode in modes:
         fails = sorted(c for c, v in results[mode].items() if v == "fail")
         if fails:

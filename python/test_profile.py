@@ -5,9 +5,10 @@
 
 Each case runs the target interpreter in a subprocess and asserts on what it prints:
 
-- accuracy: 64 MiB held from one function and 8 MiB from another (small strings and 1 KB
-  bytes): the first gets 0.889 +- 0.05 of the two's estimated bytes, their total is within 10%
-  of 72 MiB (at 64 KiB between samples, so that a run misses by chance about once in 10^3);
+- accuracy: 64 MiB held from one function and 8 MiB from another (1 KB and 128-byte bytes
+  objects, with their lists): the first gets 0.889 +- 0.05 of the two's estimated bytes, their
+  total is within 10% of 72 MiB (at 64 KiB between samples, so that a run misses by chance
+  about once in 10^3);
 - the live view drops what was freed, the cumulative view keeps it, and a reset clears it;
 - the three formats: folded stacks whose sum is the JSON's live bytes; pprof's profile.proto,
   gzipped, decoded here (four sample types, values equal to the JSON's), Python frames named
@@ -147,19 +148,28 @@ def decode_profile(data):
 
 ACCURACY = r"""
 import json, sys, pyalloc
+# Exactly 64 MiB and 8 MiB with the lists that hold them (each list sized once: no spare room).
 def big():
-    return [bytes(1000) for _ in range(64 * 1024 * 1024 // 1000)]
+    n = (64 * 2**20 - 56) // (sys.getsizeof(bytes(991)) + 8)
+    held = [None] * n
+    for i in range(n):
+        held[i] = bytes(991)                  # 1024 bytes with its header: the medium classes
+    return held
 def small():
-    # 100-character strings: about 150 bytes with their object header, from the small classes.
-    return [("x" * 96) + ("%04d" % (i % 10000)) for i in range(8 * 1024 * 1024 // 149)]
+    n = (8 * 2**20 - 56) // (sys.getsizeof(bytes(95)) + 8)
+    held = [None] * n
+    for i in range(n):
+        held[i] = bytes(95)                   # 128 bytes: the small classes
+    return held
 a = big(); b = small()
+true = {"big": sys.getsizeof(a) + sum(map(sys.getsizeof, a)), "small": sys.getsizeof(b) + sum(map(sys.getsizeof, b))}
 snap = pyalloc.profile()
 per = {}
-for s in pyalloc.profile():
+for s in snap:
     names = [f.function for f in s.frames]
     k = "big" if "big" in names else "small" if "small" in names else "other"
     per[k] = per.get(k, 0) + s.live_bytes
-print(json.dumps({"per": per, "rate": snap.rate, "top": [f.function for f in snap.top(1)[0].frames]}))
+print(json.dumps({"per": per, "true": true, "rate": snap.rate, "top": [f.function for f in snap.top(1)[0].frames]}))
 """
 
 VIEWS = r"""
@@ -278,6 +288,7 @@ def main():
         total = (big + small) / 2**20
         check(abs(share - 64 / 72) <= 0.05, f"accuracy: 64 MiB site's share {share:.3f} (0.889 +- 0.05)", j)
         check(abs(total - 72) <= 7.2, f"accuracy: total {total:.1f} MiB (72 +- 10%)", j)
+        check(abs(sum(j["true"].values()) / 2**20 - 72) < 0.01, "accuracy: the script holds 72 MiB", j)
         check(j["rate"] == 65536, "accuracy: the rate is PYALLOC_PROFILE_RATE's", j)
         check("big" in j["top"], "accuracy: the top site is big()", j)
 

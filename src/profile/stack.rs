@@ -1,6 +1,7 @@
 //! A sample's stack: the Python frames when the thread runs Python code, the native return
 //! addresses otherwise (glibc's `backtrace`, which unwinds with the binaries' unwind tables,
-//! so code built without frame pointers is walked too), without pyalloc's own frames.
+//! so code built without frame pointers is walked too, at some 15-20 thousand instructions a
+//! stack), without pyalloc's own frames.
 //!
 //! Python frames become [`Location`]s (a code object and an instruction, resolved once to
 //! names and a line); native ones stay addresses until a profile is written (`symbols`).
@@ -45,12 +46,12 @@ impl Default for Raw {
 static OWN_LO: AtomicUsize = AtomicUsize::new(0);
 static OWN_HI: AtomicUsize = AtomicUsize::new(0);
 
-/// Prepare (from the profiler's start, not from a sample): glibc loads its unwinder on the
-/// first `backtrace`, which allocates, and pyalloc's own range is looked up.
+/// glibc has loaded its unwinder (libgcc_s, on the first `backtrace`): a Python process that
+/// only ever records Python stacks never loads it.
+static UNWINDER: AtomicUsize = AtomicUsize::new(0);
+
+/// Prepare (from the profiler's start, not from a sample): pyalloc's own range is looked up.
 pub fn init() {
-    let mut buf = [core::ptr::null_mut::<c_void>(); 4];
-    // SAFETY: the buffer holds 4 entries.
-    unsafe { backtrace(buf.as_mut_ptr(), 4) };
     let here = init as *const () as usize;
     // SAFETY: dladdr only reads the loader's tables.
     unsafe {
@@ -113,6 +114,12 @@ pub fn capture(raw: &mut Raw) {
         return;
     }
     let mut buf = [core::ptr::null_mut::<c_void>(); MAX_FRAMES + 16];
+    if UNWINDER.swap(1, Ordering::Relaxed) == 0 {
+        // The first call loads the unwinder (dlopen, which allocates: this thread is inside
+        // the profiler, so nothing it allocates is sampled); its own stack is not kept.
+        // SAFETY: the buffer holds that many entries.
+        unsafe { backtrace(buf.as_mut_ptr(), 4) };
+    }
     // SAFETY: the buffer holds that many entries.
     let n = unsafe { backtrace(buf.as_mut_ptr(), buf.len() as c_int) }.max(0) as usize;
     let (lo, hi) = (

@@ -152,9 +152,9 @@ impl Map {
 
     fn grow(&mut self) -> bool {
         let cap = if self.used * 2 >= self.cap {
-            (self.cap * 2).max(1024)
+            (self.cap * 2).max(256)
         } else {
-            self.cap.max(1024) // mostly tombstones: rehash at the same size
+            self.cap.max(256) // mostly tombstones: rehash at the same size
         };
         let slots = os::map(cap * 16) as *mut [u64; 2];
         if slots.is_null() {

@@ -170,6 +170,8 @@ unsafe fn release(p: *mut u8, len: usize) {
 pub unsafe fn free(desc: *mut Pool) {
     // SAFETY: as stated.
     unsafe {
+        // A kept mapping is no sampled block (`heap::thread::sample`), whoever takes it next.
+        (*desc).class = 0;
         let mut evicted = large_cache::evicted();
         if !large_cache::put(desc, &mut evicted) {
             free_mapping(desc);

@@ -515,6 +515,12 @@ impl core::fmt::Display for Unsupported {
     }
 }
 
+/// Whether the host is a version and build pyalloc serves (3.8 to 3.15, with the GIL): what
+/// the heap profiler needs before it reads the interpreter's structures.
+pub fn served_build() -> bool {
+    supported().is_ok()
+}
+
 /// The host's version, if pyalloc can serve it.
 fn supported() -> Result<(u32, u32), Unsupported> {
     let (major, minor) = host_version().ok_or(Unsupported::NoVersion)?;

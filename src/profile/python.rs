@@ -160,7 +160,8 @@ pub fn init() {
 }
 
 fn lookup() -> Option<Api> {
-    if !host::present() {
+    // A free-threaded build (whose structures differ) or an unknown version: native stacks.
+    if !host::present() || !host::served_build() {
         return None;
     }
     let (major, minor) = host::version()?;

@@ -141,6 +141,17 @@ def check_cli(vpy: str, tmp: str) -> None:
         except (ValueError, KeyError) as e:
             ok, detail = False, f"{e}: {open(out).read()[:500]}"
     check(ok, "--stats-json FILE: the statistics as JSON at exit", detail)
+    prof, svg = os.path.join(tmp, "heap.collapsed"), os.path.join(tmp, "heap.svg")
+    r = run([os.path.join(bindir, "pyalloc"), "run", "--profile", prof, "--profile-rate", "64K", "-c",
+             "def hold():\n    return [bytes(1000) for _ in range(20000)]\nx = hold()\nimport sys; print(sys.argv)"])
+    held = 0
+    if r.returncode == 0 and os.path.exists(prof):
+        held = sum(int(line.rsplit(" ", 1)[1]) for line in open(prof) if "hold" in line)
+    check(r.stdout.strip() == "['-c']" and held > 12 * 2**20, "--profile FILE: the live heap when the program ends",
+          f"{r.stdout}{r.stderr} held {held}")
+    r = run([os.path.join(bindir, "pyalloc"), "flamegraph", prof, svg])
+    check(r.returncode == 0 and open(svg).read().startswith("<svg") and "hold" in open(svg).read(),
+          "pyalloc flamegraph: the folded profile as an SVG", r.stdout + r.stderr)
     r = run([os.path.join(bindir, "pyalloc"), "run", "--check", "strict", "-c",
              "import ctypes, pyalloc; lib = ctypes.CDLL(pyalloc.library_path());"
              "p = ctypes.pythonapi.PyObject_Malloc; p.restype = ctypes.c_void_p;"

@@ -229,11 +229,14 @@ print(json.dumps({"fn": d.site.frame.function, "line": d.site.frame.line, "grew"
 TRACEMALLOC = r"""
 import json, tracemalloc, pyalloc
 keep = {}
-def site_a(): keep["a"] = [("%08d" % i) * 4 for i in range(400000)]           # str objects
-def site_b(): keep["b"] = [bytes(3000) for _ in range(7000)]                  # 1 KB-class bytes
-def site_c(): keep["c"] = {i: (i, i + 1) for i in range(70000)}              # dict and tuples
-def site_d(): keep["d"] = [bytearray(200000) for _ in range(40)]             # large buffers
-def site_e(): keep["e"] = [[j for j in range(20)] for _ in range(12000)]      # lists
+# Sites of 64, 40, 24, 14 and 8 MiB: each at least 1.6 times the next, and the smallest twice
+# the largest line of the interpreter's start-up (imports' bytecode, 2.5-4.5 MiB), which both
+# profilers see: at 64 KiB between samples, each step is 5 standard errors or more.
+def site_a(): keep["a"] = [("%08d" % i) * 4 for i in range(800000)]           # str objects
+def site_b(): keep["b"] = [bytes(3000) for _ in range(13300)]                 # 3 KB bytes
+def site_c(): keep["c"] = {i: (i, i + 1) for i in range(145000)}             # dict and tuples
+def site_d(): keep["d"] = [bytearray(200000) for _ in range(70)]             # large buffers
+def site_e(): keep["e"] = [[j for j in range(20)] for _ in range(32000)]      # lists
 churn = []
 def noise():
     for k in range(50):
@@ -354,7 +357,7 @@ def main():
         f.write("import sys\ndef keep():\n    return [bytes(1000) for _ in range(30000)]\nx = keep()\nprint(sys.argv[1:])\n")
     env = env_for(lib)
     del env["LD_PRELOAD"]
-    r = subprocess.run([py, "-m", "pyalloc", "run", "--profile", out, script, "a", "b"], capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run([py, "-m", "pyalloc", "run", "--profile", out, "--profile-rate", "64K", script, "a", "b"], capture_output=True, text=True, env=env, timeout=300)
     try:
         js = json.load(open(out))
         held = sum(s["live_bytes"] for s in js["sites"] if any(fr.get("function") == "keep" for fr in s["frames"]))

@@ -77,7 +77,6 @@ pub fn alloc(d: usize, size: usize, zero: bool) -> (*mut u8, usize) {
     let p = unsafe {
         (*desc).kind = Kind::Large;
         (*desc).set_state(State::Detached);
-        (*desc).class = 0;
         (*desc).domain = d as u8;
         (*desc).stat_index = (d * NUM_SLOTS) as u16;
         (*desc).end = (*desc).start.add(usable);

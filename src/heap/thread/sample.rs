@@ -37,20 +37,12 @@ pub struct Hooks {
 }
 
 static HOOKS: AtomicPtr<Hooks> = AtomicPtr::new(ptr::null_mut());
-/// Sampled blocks handed out and not yet freed (the profiler's tables can hold fewer: a block
-/// sampled while this thread was inside the profiler is served as sampled, not recorded).
-pub static SAMPLED_LIVE: AtomicUsize = AtomicUsize::new(0);
 
 crate::platform::tls::tls_word!(in_profiler_flag, "pyalloc_tls_in_profiler");
 
 /// Register the profiler's hooks (once; later calls replace them).
 pub fn set_hooks(h: &'static Hooks) {
     HOOKS.store(h as *const Hooks as *mut Hooks, Ordering::Release);
-}
-
-/// Whether the calling thread is inside a profiler hook (its own allocations are not sampled).
-pub fn in_profiler() -> bool {
-    in_profiler_flag::get() != 0
 }
 
 /// Run `f` as a profiler hook: allocations made meanwhile by this thread are not sampled, and
@@ -159,32 +151,23 @@ unsafe fn redraw(heap: *mut Heap) -> bool {
 unsafe fn mark(desc: *mut Pool, p: *mut u8, size: usize, d: usize) {
     // SAFETY: as stated.
     unsafe { (*desc).class = SAMPLED };
-    SAMPLED_LIVE.fetch_add(1, Ordering::Relaxed);
     let hooks = HOOKS.load(Ordering::Acquire);
     if !hooks.is_null() {
-        in_profiler_flag::set(1);
+        // `redraw` checked that this thread is not inside the profiler, so this runs.
         // SAFETY: registered hooks are 'static.
-        unsafe { ((*hooks).record)(p, size, d) };
-        in_profiler_flag::set(0);
+        enter(|| unsafe { ((*hooks).record)(p, size, d) });
     }
 }
 
-/// A sampled block `p` of domain `d` is about to be freed (or moved).
+/// A sampled block `p` of domain `d` is about to be freed (or moved). Inside a hook, which
+/// never frees a sampled block of its own, nothing is done: the record stays, and is replaced
+/// when its address is sampled again.
 pub(crate) fn forget(p: *mut u8, d: usize) {
-    SAMPLED_LIVE.fetch_sub(1, Ordering::Relaxed);
     let hooks = HOOKS.load(Ordering::Acquire);
-    if hooks.is_null() {
-        return;
+    if !hooks.is_null() {
+        // SAFETY: registered hooks are 'static.
+        enter(|| unsafe { ((*hooks).forget)(p, d) });
     }
-    // Inside a hook, which never frees a sampled block of its own: the record stays, and is
-    // replaced when its address is sampled again.
-    if in_profiler_flag::get() != 0 {
-        return;
-    }
-    in_profiler_flag::set(1);
-    // SAFETY: registered hooks are 'static.
-    unsafe { ((*hooks).forget)(p, d) };
-    in_profiler_flag::set(0);
 }
 
 /// A large block grew or shrank in place (or moved its pages) from `p` to `q`, now `n` bytes:
